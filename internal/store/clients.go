@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/wagate/wagate/internal/clients"
+	"github.com/wagate/wagate/internal/errs"
+)
+
+const clientCols = `c.id, c.name, c.alert_webhook_url, c.created_at,
+	(SELECT COUNT(*) FROM client_tokens t WHERE t.client_id = c.id AND t.revoked_at IS NULL)`
+
+func scanClient(row interface{ Scan(...any) error }) (clients.Client, error) {
+	var c clients.Client
+	var created int64
+	err := row.Scan(&c.ID, &c.Name, &c.AlertWebhookURL, &created, &c.ActiveTokens)
+	c.CreatedAt = fromMS(created)
+	return c, err
+}
+
+// CreateClient inserts a client and its first token in one transaction.
+func (s *DB) CreateClient(ctx context.Context, name, tokenHash, tokenPrefix string) (clients.Client, error) {
+	now := ms(s.now())
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx,
+			`INSERT INTO clients (name, created_at, updated_at) VALUES ($1, $2, $2) RETURNING id`,
+			name, now).Scan(&id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO client_tokens (client_id, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4)`,
+			id, tokenHash, tokenPrefix, now)
+		return err
+	})
+	if err != nil {
+		return clients.Client{}, err
+	}
+	return s.GetClient(ctx, id)
+}
+
+// ListClients returns every client, oldest first.
+func (s *DB) ListClients(ctx context.Context) ([]clients.Client, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+clientCols+` FROM clients c ORDER BY c.id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []clients.Client{}
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// GetClient returns one client.
+func (s *DB) GetClient(ctx context.Context, id int64) (clients.Client, error) {
+	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients c WHERE c.id = $1`, id))
+	return c, notFound(err, "client")
+}
+
+// DeleteClient removes a client; its tokens, sessions, webhooks and events
+// go with it (ON DELETE CASCADE).
+func (s *DB) DeleteClient(ctx context.Context, id int64) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errs.E(errs.NotFound, "client not found")
+	}
+	return nil
+}
+
+// AddToken adds a token to a client, optionally revoking the others.
+func (s *DB) AddToken(ctx context.Context, clientID int64, tokenHash, tokenPrefix string, revokeOthers bool) error {
+	now := ms(s.now())
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = $1`, clientID).Scan(&one); err != nil {
+			return notFound(err, "client")
+		}
+		if revokeOthers {
+			if _, err := tx.ExecContext(ctx,
+				`UPDATE client_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL`,
+				now, clientID); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO client_tokens (client_id, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4)`,
+			clientID, tokenHash, tokenPrefix, now)
+		return err
+	})
+}
+
+// ClientByTokenHash resolves a live token to its client.
+func (s *DB) ClientByTokenHash(ctx context.Context, tokenHash string) (clients.Client, error) {
+	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients c
+		JOIN client_tokens tk ON tk.client_id = c.id
+		WHERE tk.token_hash = $1 AND tk.revoked_at IS NULL`, tokenHash))
+	return c, notFound(err, "token")
+}
