@@ -97,7 +97,9 @@ func (s *Service) Create(ctx context.Context, name string) (Client, string, erro
 func (s *Service) List(ctx context.Context) ([]Client, error) { return s.store.ListClients(ctx) }
 
 // Get returns one client.
-func (s *Service) Get(ctx context.Context, id int64) (Client, error) { return s.store.GetClient(ctx, id) }
+func (s *Service) Get(ctx context.Context, id int64) (Client, error) {
+	return s.store.GetClient(ctx, id)
+}
 
 // Delete removes a client with its tokens, sessions, webhooks and events.
 func (s *Service) Delete(ctx context.Context, id int64) error { return s.store.DeleteClient(ctx, id) }
