@@ -80,6 +80,13 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 	m.AdminToken = tok
 
+	// Each part starts in dependency order and registers its own closer.
+	for _, start := range []func(context.Context) error{m.startWebhooks, m.startDelivery, m.startSessions} {
+		if err := start(ctx); err != nil {
+			return err
+		}
+	}
+
 	m.API = httpapi.New(httpapi.Config{
 		Log:          m.Log,
 		Clients:      m.Clients,
@@ -88,6 +95,10 @@ func (m *Main) Start(ctx context.Context) error {
 		RateLimit:    m.Config.RateLimit,
 		RateBurst:    m.Config.RateBurst,
 		Version:      Version(),
+		Webhooks:     m.webhookService(),
+		Deliveries:   m.deliveryService(),
+		Sessions:     m.sessionService(),
+		StopClient:   m.stopClient,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()

@@ -36,6 +36,16 @@ func (s *Server) routes() {
 
 	s.handle("GET /api/me", s.client(s.me))
 
+	if s.webhooks != nil {
+		s.webhookRoutes()
+	}
+	if s.deliveries != nil {
+		s.deliveryRoutes()
+	}
+	if s.sessions != nil {
+		s.sessionRoutes()
+	}
+
 	// Anything else under /api is a JSON 404, not the mux's plain text.
 	s.mux.Handle("/api/", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.NotFound, "Cannot %s %s", r.Method, r.URL.Path)

@@ -38,6 +38,12 @@ type Config struct {
 	Observe RequestObserver
 	// Extra mounts more routes (metrics, docs) on the same mux; optional.
 	Extra func(mux *http.ServeMux)
+
+	// The domain services; each route group is mounted only when its
+	// service is set. Their interfaces live beside their handlers.
+	Webhooks   WebhookService
+	Sessions   SessionService
+	Deliveries DeliveryService
 }
 
 // Server is the HTTP API.
@@ -51,6 +57,9 @@ type Server struct {
 	ready      func(ctx context.Context) error
 	stopClient func(ctx context.Context, clientID int64) error
 	observe    RequestObserver
+	webhooks   WebhookService
+	sessions   SessionService
+	deliveries DeliveryService
 	mux        *http.ServeMux
 	handler    http.Handler
 }
@@ -67,6 +76,9 @@ func New(cfg Config) *Server {
 		ready:      cfg.Ready,
 		stopClient: cfg.StopClient,
 		observe:    cfg.Observe,
+		webhooks:   cfg.Webhooks,
+		sessions:   cfg.Sessions,
+		deliveries: cfg.Deliveries,
 		mux:        http.NewServeMux(),
 	}
 	if s.maxBody == 0 {

@@ -78,3 +78,11 @@ type SendResult struct {
 	MessageID string
 	Timestamp time.Time
 }
+
+// Publisher stores inbound events durably (deduplicated by session and
+// Inbound.Key) together with their webhook deliveries, in one transaction,
+// and hands the deliveries to the workers. It returns how many events were
+// new. The delivery package implements it.
+type Publisher interface {
+	Publish(ctx context.Context, s Session, evs []events.Inbound) (int, error)
+}
