@@ -1,0 +1,444 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/wagate/wagate/internal/errs"
+	"github.com/wagate/wagate/internal/events"
+	"github.com/wagate/wagate/internal/sessions"
+	"github.com/wagate/wagate/internal/webhooks"
+)
+
+// Store is what the engine needs from storage.
+type Store interface {
+	Ingest(ctx context.Context, t Target, evs []NewEvent, lease Lease) (int, []Job, error)
+	Claim(ctx context.Context, lease Lease, limit int, skipWebhooks []string) ([]Job, error)
+	Complete(ctx context.Context, results []Result, minFailures int, disableAfter time.Duration) ([]Disabled, error)
+	ReleaseOwner(ctx context.Context, owner string) (int64, error)
+	ListEvents(ctx context.Context, q ListQuery) ([]EventItem, int64, error)
+	GetEvent(ctx context.Context, clientID int64, id string) (EventItem, error)
+	Requeue(ctx context.Context, clientID int64, id string) (string, error)
+	Recover(ctx context.Context, clientID int64, webhookID string, since time.Time) (int64, error)
+	Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error)
+	OutboxStats(ctx context.Context) (Stats, error)
+}
+
+// WebhookSource returns a webhook with its secrets decrypted, whoever owns it.
+type WebhookSource interface {
+	ForDelivery(ctx context.Context, id string) (webhooks.Webhook, error)
+}
+
+// Metrics is told what the engine does; optional.
+type Metrics interface {
+	// Attempt records one attempt: outcome is delivered, retry or failed.
+	Attempt(webhookID, outcome string, d time.Duration)
+	// Delivered records the time from an event's creation to its delivery.
+	Delivered(latency time.Duration)
+	// WebhookDisabled records an automatic disable.
+	WebhookDisabled(reason string)
+}
+
+// Config of an Engine. Zero values take the documented defaults.
+type Config struct {
+	Store    Store
+	Webhooks WebhookSource
+	Log      *slog.Logger
+	Metrics  Metrics
+	Now      func() time.Time
+
+	// NodeID names this node's leases; stable across restarts so that a
+	// restarted node takes its rows back at once.
+	NodeID string
+	// Transport sends the requests; it must be the SSRF-guarded one.
+	Transport http.RoundTripper
+	UserAgent string
+
+	Workers               int           // default 64
+	MaxInFlightPerWebhook int           // default 16
+	Timeout               time.Duration // default 15 s
+	Schedule              []time.Duration
+	DisableAfter          time.Duration // default 24 h
+	MinFailures           int           // default 10
+	AlertURL              string        // operator's alert webhook
+	Retention             time.Duration // default 30 days
+	Lease                 time.Duration // default 2 min
+	Capacity              int           // jobs held in memory; default 20 × workers
+	PollInterval          time.Duration // default 1 s
+	BatchSize             int           // results per write; default 500
+}
+
+// Engine delivers webhook events. It implements sessions.Publisher.
+type Engine struct {
+	cfg     Config
+	store   Store
+	log     *slog.Logger
+	now     func() time.Time
+	client  *http.Client
+	disp    *dispatcher
+	hooks   *hookCache
+	results chan Result
+	kick    chan struct{}
+
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+	loops   sync.WaitGroup
+	writer  sync.WaitGroup
+	alerts  sync.WaitGroup
+	started bool
+}
+
+// New builds an engine; Start runs it.
+func New(cfg Config) *Engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.MaxInFlightPerWebhook <= 0 {
+		cfg.MaxInFlightPerWebhook = 16
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if len(cfg.Schedule) == 0 {
+		cfg.Schedule = DefaultSchedule
+	}
+	if cfg.DisableAfter <= 0 {
+		cfg.DisableAfter = 24 * time.Hour
+	}
+	if cfg.MinFailures <= 0 {
+		cfg.MinFailures = 10
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 30 * 24 * time.Hour
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 2 * time.Minute
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 20 * cfg.Workers
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "wagate"
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	e := &Engine{
+		cfg:   cfg,
+		store: cfg.Store,
+		log:   cfg.Log,
+		now:   cfg.Now,
+		client: &http.Client{
+			Transport: cfg.Transport,
+			// Redirects are not followed: a 3xx is a failed attempt, as the
+			// target of a redirect was never validated.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		disp:    newDispatcher(cfg.MaxInFlightPerWebhook, cfg.Capacity),
+		hooks:   newHookCache(cfg.Webhooks, 5*time.Second, cfg.Now),
+		results: make(chan Result, cfg.BatchSize*4),
+		kick:    make(chan struct{}, 1),
+	}
+	return e
+}
+
+// Start takes back this node's leases from before a crash and starts the
+// workers, the poller, the result writer and the pruner.
+func (e *Engine) Start(ctx context.Context) error {
+	if n, err := e.store.ReleaseOwner(ctx, e.cfg.NodeID); err != nil {
+		return fmt.Errorf("release leases: %w", err)
+	} else if n > 0 {
+		e.log.Info("took back deliveries leased before a restart", "count", n, "node", e.cfg.NodeID)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.started = true
+	e.writer.Add(1)
+	go e.writeResults()
+	for i := 0; i < e.cfg.Workers; i++ {
+		e.workers.Add(1)
+		go e.work()
+	}
+	e.loops.Add(2)
+	go e.poll(ctx)
+	go e.prune(ctx)
+	e.kickPoller()
+	return nil
+}
+
+// Close stops taking work, lets attempts in flight finish, gives the jobs
+// not started back to the database and flushes the results.
+func (e *Engine) Close(ctx context.Context) error {
+	if !e.started {
+		return nil
+	}
+	e.started = false
+	e.cancel()
+	e.loops.Wait()
+	left := e.disp.close()
+	e.workers.Wait()
+	for _, j := range left {
+		e.results <- Result{Job: j, Outcome: OutcomeRelease}
+	}
+	close(e.results)
+	e.writer.Wait()
+	done := make(chan struct{})
+	go func() { e.alerts.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Publish implements sessions.Publisher: the events and their deliveries
+// are committed in one transaction, then handed to the workers.
+func (e *Engine) Publish(ctx context.Context, s sessions.Session, evs []events.Inbound) (int, error) {
+	now := e.now()
+	list := make([]NewEvent, 0, len(evs))
+	for _, in := range evs {
+		id := NewID()
+		payload, err := events.BuildPayload(id, s.ClientID, s.ID, s.PhoneNumber, in)
+		if err != nil {
+			return 0, errs.Wrap(errs.Invalid, err, "event cannot be encoded")
+		}
+		list = append(list, NewEvent{ID: id, Type: in.Type, DedupeKey: in.Key(), Payload: payload, CreatedAt: now})
+	}
+	return e.ingest(ctx, Target{ClientID: s.ClientID, SessionID: s.ID, PhoneNumber: s.PhoneNumber}, list)
+}
+
+func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, error) {
+	var lease Lease
+	if e.started && e.disp.room() > 0 {
+		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease)}
+	}
+	n, jobs, err := e.store.Ingest(ctx, t, list, lease)
+	if err != nil {
+		return 0, err
+	}
+	if e.log.Enabled(ctx, slog.LevelDebug) {
+		for _, j := range jobs {
+			e.log.Debug("Enqueued webhook delivery", "eventId", j.ID, "event_id", j.EventID, "webhook_id", j.WebhookID, "client_id", j.ClientID, "event_type", j.EventType)
+		}
+	}
+	if len(jobs) > 0 {
+		if lease.Owner == "" || !e.disp.push(jobs) {
+			// Unleased (or the engine closed meanwhile, leaving them leased
+			// until it restarts): the pollers pick them up.
+			e.kickPoller()
+		}
+	}
+	return n, nil
+}
+
+func (e *Engine) kickPoller() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) work() {
+	defer e.workers.Done()
+	for {
+		job, ok := e.disp.next()
+		if !ok {
+			return
+		}
+		res := e.attempt(job)
+		e.disp.done(job.WebhookID)
+		e.results <- res
+	}
+}
+
+// poll claims due rows (retries, rows of a crashed node, rows that found no
+// room in memory) whenever there is room.
+func (e *Engine) poll(ctx context.Context) {
+	defer e.loops.Done()
+	t := time.NewTicker(e.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-e.kick:
+		}
+		for ctx.Err() == nil {
+			room := e.disp.room()
+			if room <= 0 {
+				break
+			}
+			limit := min(room, 500)
+			jobs, err := e.store.Claim(ctx, Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease)}, limit, e.disp.saturated())
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("claiming due deliveries failed; will retry", "err", err)
+				}
+				break
+			}
+			if len(jobs) > 0 && !e.disp.push(jobs) {
+				return // closing: the rows stay leased to this node until it restarts
+			}
+			if len(jobs) < limit {
+				break
+			}
+		}
+	}
+}
+
+// writeResults writes results in batches; a failed write is retried, since
+// dropping it would only lead to a redelivery once the lease ends.
+func (e *Engine) writeResults() {
+	defer e.writer.Done()
+	batch := make([]Result, 0, e.cfg.BatchSize)
+	for {
+		r, ok := <-e.results
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < e.cfg.BatchSize {
+			select {
+			case r, ok := <-e.results:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		e.flush(batch)
+	}
+}
+
+func (e *Engine) flush(batch []Result) {
+	wait := 50 * time.Millisecond
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		disabled, err := e.store.Complete(ctx, batch, e.cfg.MinFailures, e.cfg.DisableAfter)
+		cancel()
+		if err == nil {
+			for _, d := range disabled {
+				e.webhookDisabled(d)
+			}
+			return
+		}
+		if try == 20 {
+			e.log.Error("giving up writing delivery results; the rows will be delivered again when their lease ends", "err", err, "results", len(batch))
+			return
+		}
+		e.log.Warn("writing delivery results failed; retrying", "err", err, "try", try)
+		time.Sleep(wait)
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func (e *Engine) prune(ctx context.Context) {
+	defer e.loops.Done()
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		cutoff := e.now().Add(-e.cfg.Retention)
+		for ctx.Err() == nil {
+			n, err := e.store.Prune(ctx, cutoff, 5000)
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("pruning old deliveries failed", "err", err)
+				}
+				break
+			}
+			if n > 0 {
+				e.log.Debug("pruned delivered and failed events", "count", n, "before", cutoff)
+			}
+			if n < 5000 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stats returns the outbox depth.
+func (e *Engine) Stats(ctx context.Context) (Stats, error) { return e.store.OutboxStats(ctx) }
+
+// Events API --------------------------------------------------------------
+
+// ListEvents lists a webhook's events, newest first.
+func (e *Engine) ListEvents(ctx context.Context, q ListQuery) ([]EventItem, int64, error) {
+	switch q.Status {
+	case "", StatusPending, StatusDelivered, StatusFailed:
+	default:
+		return nil, 0, errs.E(errs.Invalid, "status must be one of pending, delivered, failed")
+	}
+	return e.store.ListEvents(ctx, q)
+}
+
+// GetEvent returns one event with its attempts.
+func (e *Engine) GetEvent(ctx context.Context, clientID int64, id string) (EventItem, error) {
+	return e.store.GetEvent(ctx, clientID, id)
+}
+
+// Retry queues one event again now, with a fresh retry budget.
+func (e *Engine) Retry(ctx context.Context, clientID int64, id string) (EventItem, error) {
+	if _, err := e.store.Requeue(ctx, clientID, id); err != nil {
+		return EventItem{}, err
+	}
+	e.kickPoller()
+	return e.store.GetEvent(ctx, clientID, id)
+}
+
+// Recover queues again every failed event of a webhook since a time.
+func (e *Engine) Recover(ctx context.Context, clientID int64, webhookID string, since time.Time) (int64, error) {
+	n, err := e.store.Recover(ctx, clientID, webhookID, since)
+	if err == nil && n > 0 {
+		e.kickPoller()
+	}
+	return n, err
+}
+
+// Test sends a webhook.test event to one webhook through the real pipeline.
+func (e *Engine) Test(ctx context.Context, clientID int64, webhookID string) (string, error) {
+	wh, err := e.hooks.src.ForDelivery(ctx, webhookID)
+	if err != nil || wh.ClientID != clientID {
+		return "", errs.E(errs.NotFound, "webhook not found")
+	}
+	if !wh.Active {
+		return "", errs.E(errs.Conflict, "webhook is disabled: re-enable it with PATCH {\"active\": true} first")
+	}
+	id := NewID()
+	now := e.now()
+	payload, err := events.BuildPayload(id, clientID, "", wh.PhoneNumber, events.Inbound{
+		Type: events.TypeWebhookTest, Kind: "test", Content: "wagate test event", Timestamp: now,
+		Metadata: map[string]any{"webhook_id": webhookID},
+	})
+	if err != nil {
+		return "", err
+	}
+	_, err = e.ingest(ctx, Target{ClientID: clientID, WebhookID: webhookID},
+		[]NewEvent{{ID: id, Type: events.TypeWebhookTest, Payload: payload, CreatedAt: now}})
+	return id, err
+}
+
+// errWebhookGone marks a job whose webhook no longer exists.
+var errWebhookGone = errors.New("webhook deleted")

@@ -1,0 +1,146 @@
+// Package delivery is wagate's webhook delivery engine: a transactional
+// outbox in wagate's own database. Each (event, webhook) row in
+// whatsapp_webhook_events is the job; it is written in the same transaction
+// as the event, handed to the workers in memory right after commit, claimed
+// with leases by pollers for retries and recovery, and its results are
+// written back in batches.
+package delivery
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event statuses, stored in whatsapp_webhook_events.status.
+const (
+	StatusPending   = "pending"   // waiting for its next attempt (or in flight)
+	StatusDelivered = "delivered" // a 2xx was received
+	StatusFailed    = "failed"    // retries spent, or the webhook answered 410; retriable by API
+)
+
+// Job is one delivery of one event to one webhook.
+type Job struct {
+	ID         string // whatsapp_webhook_events.id
+	EventID    string // the event's id: payload event_id and webhook-id header
+	WebhookID  string
+	ClientID   int64
+	EventType  string
+	Attempts   int // attempts made before this one
+	BudgetBase int // attempts made before the current retry budget started
+	Payload    []byte
+	CreatedAt  time.Time
+}
+
+// Outcome of an attempt.
+type Outcome int
+
+const (
+	OutcomeDelivered Outcome = iota + 1
+	OutcomeRetry             // failed; try again at NextAttemptAt
+	OutcomeFailed            // failed; no retries left (or 410)
+	OutcomeRelease           // not attempted: give the row back to the pollers
+)
+
+// Result is what a worker learnt from one attempt, written back in batches.
+type Result struct {
+	Job           Job
+	Outcome       Outcome
+	StartedAt     time.Time
+	Duration      time.Duration
+	StatusCode    int
+	ResponseBody  string // first 4 KiB
+	Error         string
+	NextAttemptAt time.Time // for OutcomeRetry
+	// DisableReason, when set, disables the webhook (410 Gone).
+	DisableReason string
+}
+
+// Target selects where Ingest fans an event out.
+type Target struct {
+	ClientID    int64
+	SessionID   string // "" for events not tied to a session (webhook.test)
+	PhoneNumber string
+	// WebhookID, when set, sends the events to that webhook only (test events).
+	WebhookID string
+}
+
+// Lease marks rows handed to this node's workers at insert or claim.
+type Lease struct {
+	Owner string
+	Until time.Time
+}
+
+// Disabled is a webhook the engine switched off.
+type Disabled struct {
+	WebhookID           string
+	ClientID            int64
+	URL                 string
+	Reason              string
+	ConsecutiveFailures int
+	FailingSince        time.Time
+	AlertURL            string // the client's own alert URL, if set
+}
+
+// EventItem is one row of the events API.
+type EventItem struct {
+	ID             string          `json:"id"`
+	EventID        string          `json:"event_id"`
+	WebhookID      string          `json:"webhook_id"`
+	EventType      string          `json:"event_type"`
+	Status         string          `json:"status"`
+	Attempts       int             `json:"attempts"`
+	LastStatusCode int             `json:"last_status_code"`
+	LastError      string          `json:"last_error"`
+	NextAttemptAt  *time.Time      `json:"next_attempt_at"`
+	DeliveredAt    *time.Time      `json:"delivered_at"`
+	CreatedAt      time.Time       `json:"created_at"`
+	Payload        json.RawMessage `json:"payload"`
+	AttemptLog     []Attempt       `json:"attempt_log,omitempty"`
+}
+
+// Attempt is one stored delivery attempt.
+type Attempt struct {
+	Attempt      int       `json:"attempt"`
+	StartedAt    time.Time `json:"started_at"`
+	DurationMS   int64     `json:"duration_ms"`
+	StatusCode   int       `json:"status_code"`
+	ResponseBody string    `json:"response_body"`
+	Error        string    `json:"error"`
+}
+
+// ListQuery filters the events API.
+type ListQuery struct {
+	ClientID  int64
+	WebhookID string
+	Status    string // "" = all
+	Limit     int
+	Cursor    int64 // seq of the last item of the previous page; 0 = first page
+}
+
+// Stats is the outbox depth for metrics.
+type Stats struct {
+	Pending      int64
+	Due          int64
+	Failed       int64
+	OldestDueAge time.Duration
+}
+
+// NewEvent is an event ready to store: its id, dedupe key and payload.
+type NewEvent struct {
+	ID        string
+	Type      string
+	DedupeKey string // "" = never deduplicated
+	Payload   []byte
+	CreatedAt time.Time
+}
+
+// NewID returns a time-ordered UUID (v7), which keeps index inserts local.
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}

@@ -1,0 +1,702 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wagate/wagate/internal/delivery"
+)
+
+// chunk bounds rows per multi-row statement, well under both dialects'
+// parameter limits (SQLite 32766, PostgreSQL 65535).
+const chunk = 400
+
+// placeholders writes "(CAST($n AS T), ...)" groups for rows of the given
+// column types, numbering from first. Casting every parameter makes
+// PostgreSQL type VALUES lists without guessing; SQLite accepts the same.
+func placeholders(b *strings.Builder, rows int, types []string, first int) {
+	n := first
+	for r := 0; r < rows; r++ {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for i, t := range types {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if t == "" {
+				b.WriteString("$" + strconv.Itoa(n))
+			} else {
+				b.WriteString("CAST($" + strconv.Itoa(n) + " AS " + t + ")")
+			}
+			n++
+		}
+		b.WriteByte(')')
+	}
+}
+
+type fanoutHook struct {
+	id     string
+	phone  string
+	events []string
+}
+
+func (h fanoutHook) matches(eventType string) bool {
+	for _, e := range h.events {
+		if e == "*" || e == eventType {
+			return true
+		}
+	}
+	return false
+}
+
+// Ingest stores new events, skipping those whose (session, dedupe key) is
+// already stored, and in the same transaction one outbox row per matching
+// active webhook. Rows are leased to lease.Owner when it is set, so the
+// caller can hand them to its workers at once. It returns the new events'
+// count and the jobs.
+func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEvent, lease delivery.Lease) (int, []delivery.Job, error) {
+	if len(evs) == 0 {
+		return 0, nil, nil
+	}
+	now := s.now()
+	var jobs []delivery.Job
+	stored := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		jobs, stored = jobs[:0], 0
+		hooks, err := s.fanoutHooks(ctx, tx, t)
+		if err != nil {
+			return err
+		}
+		var session any
+		if t.SessionID != "" {
+			session = t.SessionID
+		}
+		for start := 0; start < len(evs); start += chunk {
+			part := evs[start:min(start+chunk, len(evs))]
+			var b strings.Builder
+			b.WriteString(`INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at) VALUES `)
+			args := make([]any, 0, len(part)*7)
+			for i, ev := range part {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				n := len(args)
+				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+				var key any
+				if ev.DedupeKey != "" {
+					key = ev.DedupeKey
+				}
+				args = append(args, ev.ID, t.ClientID, session, ev.Type, key, string(ev.Payload), ms(ev.CreatedAt))
+			}
+			b.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
+			rows, err := tx.QueryContext(ctx, b.String(), args...)
+			if err != nil {
+				return fmt.Errorf("insert events: %w", err)
+			}
+			inserted := make(map[string]bool, len(part))
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				inserted[id] = true
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			stored += len(inserted)
+			for _, ev := range part {
+				if !inserted[ev.ID] {
+					continue
+				}
+				for _, h := range hooks {
+					if h.matches(ev.Type) {
+						jobs = append(jobs, delivery.Job{
+							ID: delivery.NewID(), EventID: ev.ID, WebhookID: h.id, ClientID: t.ClientID,
+							EventType: ev.Type, Payload: ev.Payload, CreatedAt: ev.CreatedAt,
+						})
+					}
+				}
+			}
+		}
+		return s.insertJobs(ctx, tx, jobs, lease, now)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return stored, jobs, nil
+}
+
+func (s *DB) fanoutHooks(ctx context.Context, tx *sql.Tx, t delivery.Target) ([]fanoutHook, error) {
+	q := `SELECT id, phone_number, events FROM webhooks WHERE client_id = $1 AND active = $2`
+	args := []any{t.ClientID, true}
+	if t.WebhookID != "" {
+		q += ` AND id = $3`
+		args = append(args, t.WebhookID)
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select webhooks: %w", err)
+	}
+	defer rows.Close()
+	var out []fanoutHook
+	for rows.Next() {
+		var h fanoutHook
+		var evs string
+		if err := rows.Scan(&h.id, &h.phone, &evs); err != nil {
+			return nil, err
+		}
+		if t.WebhookID == "" && h.phone != "" && h.phone != t.PhoneNumber {
+			continue
+		}
+		if t.WebhookID != "" {
+			h.events = []string{"*"} // a test event goes to the webhook it names
+		} else if err := json.Unmarshal([]byte(evs), &h.events); err != nil {
+			return nil, fmt.Errorf("webhook %s events: %w", h.id, err)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, lease delivery.Lease, now time.Time) error {
+	var until int64
+	if lease.Owner != "" {
+		until = ms(lease.Until)
+	}
+	for start := 0; start < len(jobs); start += chunk {
+		part := jobs[start:min(start+chunk, len(jobs))]
+		var b strings.Builder
+		b.WriteString(`INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
+			next_attempt_at, lease_owner, lease_until, created_at, updated_at) VALUES `)
+		args := []any{ms(now), lease.Owner, until}
+		for i, j := range part {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			n := len(args)
+			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, 'pending', $1, $2, $3, $1, $1)", n+1, n+2, n+3, n+4, n+5)
+			args = append(args, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("insert outbox rows: %w", err)
+		}
+	}
+	return nil
+}
+
+// Claim leases up to limit due rows of active webhooks to lease.Owner,
+// oldest due first. skipWebhooks are saturated on this node and left alone.
+// On PostgreSQL, FOR UPDATE SKIP LOCKED lets several nodes claim at once.
+func (s *DB) Claim(ctx context.Context, lease delivery.Lease, limit int, skipWebhooks []string) ([]delivery.Job, error) {
+	now := ms(s.now())
+	args := []any{lease.Owner, ms(lease.Until), now, limit, true}
+	skip := ""
+	if len(skipWebhooks) > 0 {
+		var b strings.Builder
+		b.WriteString(" AND e.webhook_id NOT IN (")
+		for i, id := range skipWebhooks {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			args = append(args, id)
+			b.WriteString("$" + strconv.Itoa(len(args)))
+		}
+		b.WriteString(")")
+		skip = b.String()
+	}
+	lock := ""
+	if s.dialect == Postgres {
+		lock = " FOR UPDATE OF e SKIP LOCKED"
+	}
+	q := `UPDATE whatsapp_webhook_events SET lease_owner = $1, lease_until = $2
+		WHERE id IN (SELECT e.id FROM whatsapp_webhook_events e JOIN webhooks w ON w.id = e.webhook_id
+			WHERE e.status = 'pending' AND e.next_attempt_at <= $3 AND e.lease_until <= $3 AND w.active = $5` + skip + `
+			ORDER BY e.next_attempt_at LIMIT $4` + lock + `)
+		RETURNING id, event_id, webhook_id, client_id, event_type, attempts, budget_base, created_at`
+	var jobs []delivery.Job
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		jobs = jobs[:0]
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		byEvent := map[string][]int{}
+		for rows.Next() {
+			var j delivery.Job
+			var created int64
+			if err := rows.Scan(&j.ID, &j.EventID, &j.WebhookID, &j.ClientID, &j.EventType, &j.Attempts, &j.BudgetBase, &created); err != nil {
+				rows.Close()
+				return err
+			}
+			j.CreatedAt = fromMS(created)
+			byEvent[j.EventID] = append(byEvent[j.EventID], len(jobs))
+			jobs = append(jobs, j)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		return s.loadPayloads(ctx, tx, jobs, byEvent)
+	})
+	return jobs, err
+}
+
+func (s *DB) loadPayloads(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, byEvent map[string][]int) error {
+	ids := make([]any, 0, len(byEvent))
+	for id := range byEvent {
+		ids = append(ids, id)
+	}
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		var b strings.Builder
+		b.WriteString(`SELECT id, payload FROM events WHERE id IN (`)
+		for i := range part {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("$" + strconv.Itoa(i+1))
+		}
+		b.WriteString(")")
+		rows, err := tx.QueryContext(ctx, b.String(), part...)
+		if err != nil {
+			return fmt.Errorf("load payloads: %w", err)
+		}
+		for rows.Next() {
+			var id, payload string
+			if err := rows.Scan(&id, &payload); err != nil {
+				rows.Close()
+				return err
+			}
+			p := []byte(payload)
+			for _, i := range byEvent[id] {
+				jobs[i].Payload = p
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReleaseOwner gives back every row leased to owner, e.g. after a crash of
+// this node, so they are due at once instead of when the lease ends.
+func (s *DB) ReleaseOwner(ctx context.Context, owner string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0
+		WHERE status = 'pending' AND lease_owner = $1`, owner)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+type hookTally struct {
+	clientID       int64
+	success        bool      // some attempt after the last failure run succeeded
+	failures       int       // failures after the last success in this batch
+	firstFailure   time.Time // first of those failures
+	disableReason  string
+	lastAttemptErr string
+}
+
+// Complete writes a batch of results in one transaction: the rows, their
+// attempts, the webhooks' failure streaks, and disables webhooks that
+// answered 410 or kept failing for disableAfter and at least minFailures
+// attempts. It returns the webhooks it disabled.
+func (s *DB) Complete(ctx context.Context, results []delivery.Result, minFailures int, disableAfter time.Duration) ([]delivery.Disabled, error) {
+	if len(results) == 0 {
+		return nil, nil
+	}
+	now := s.now()
+	var disabled []delivery.Disabled
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		disabled = disabled[:0]
+		var done, released []delivery.Result
+		tally := map[string]*hookTally{}
+		var order []string
+		for _, r := range results {
+			if r.Outcome == delivery.OutcomeRelease {
+				released = append(released, r)
+				continue
+			}
+			done = append(done, r)
+			t := tally[r.Job.WebhookID]
+			if t == nil {
+				t = &hookTally{clientID: r.Job.ClientID}
+				tally[r.Job.WebhookID] = t
+				order = append(order, r.Job.WebhookID)
+			}
+			if r.Outcome == delivery.OutcomeDelivered {
+				t.success, t.failures, t.firstFailure = true, 0, time.Time{}
+			} else {
+				if t.failures == 0 {
+					t.firstFailure = r.StartedAt
+				}
+				t.failures++
+				t.lastAttemptErr = r.Error
+			}
+			if r.DisableReason != "" {
+				t.disableReason = r.DisableReason
+			}
+		}
+		if err := s.updateRows(ctx, tx, done, now); err != nil {
+			return err
+		}
+		if err := s.insertAttempts(ctx, tx, done); err != nil {
+			return err
+		}
+		if err := s.releaseRows(ctx, tx, released); err != nil {
+			return err
+		}
+		for _, id := range order {
+			d, err := s.updateStreak(ctx, tx, id, tally[id], now, minFailures, disableAfter)
+			if err != nil {
+				return err
+			}
+			if d != nil {
+				disabled = append(disabled, *d)
+			}
+		}
+		return nil
+	})
+	return disabled, err
+}
+
+func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result, now time.Time) error {
+	types := []string{"TEXT", "TEXT", "BIGINT", "TEXT", "BIGINT", "BIGINT"}
+	for start := 0; start < len(done); start += chunk {
+		part := done[start:min(start+chunk, len(done))]
+		var b strings.Builder
+		b.WriteString(`UPDATE whatsapp_webhook_events SET status = v.column2, attempts = attempts + 1,
+			last_status_code = v.column3, last_error = v.column4, next_attempt_at = v.column5,
+			delivered_at = v.column6, lease_owner = '', lease_until = 0, updated_at = $1 FROM (VALUES `)
+		args := []any{ms(now)}
+		placeholders(&b, len(part), types, 2)
+		b.WriteString(`) AS v WHERE whatsapp_webhook_events.id = v.column1`)
+		for _, r := range part {
+			status, next, delivered := delivery.StatusPending, ms(r.NextAttemptAt), sql.NullInt64{}
+			switch r.Outcome {
+			case delivery.OutcomeDelivered:
+				status, next = delivery.StatusDelivered, ms(r.StartedAt)
+				delivered = sql.NullInt64{Int64: ms(r.StartedAt.Add(r.Duration)), Valid: true}
+			case delivery.OutcomeFailed:
+				status, next = delivery.StatusFailed, ms(r.StartedAt)
+			}
+			args = append(args, r.Job.ID, status, int64(r.StatusCode), r.Error, next, delivered)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("update outbox rows: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *DB) insertAttempts(ctx context.Context, tx *sql.Tx, done []delivery.Result) error {
+	for start := 0; start < len(done); start += chunk {
+		part := done[start:min(start+chunk, len(done))]
+		var b strings.Builder
+		b.WriteString(`INSERT INTO delivery_attempts (webhook_event_id, attempt, started_at, duration_ms, status_code, response_body, error) VALUES `)
+		args := make([]any, 0, len(part)*7)
+		for i, r := range part {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			n := len(args)
+			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+			args = append(args, r.Job.ID, r.Job.Attempts+1, ms(r.StartedAt), r.Duration.Milliseconds(),
+				r.StatusCode, strings.ToValidUTF8(r.ResponseBody, "\uFFFD"), r.Error)
+		}
+		if err := s.insertAttemptsChecked(ctx, tx, b.String(), args, part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertAttemptsChecked inserts attempts, falling back to one at a time when
+// the batch trips a foreign key because some rows were deleted meanwhile.
+func (s *DB) insertAttemptsChecked(ctx context.Context, tx *sql.Tx, q string, args []any, part []delivery.Result) error {
+	sp := s.dialect == Postgres
+	if sp {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT attempts`); err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, q, args...)
+	if err == nil {
+		if sp {
+			_, err = tx.ExecContext(ctx, `RELEASE SAVEPOINT attempts`)
+		}
+		return err
+	}
+	if !isForeignKeyViolation(err) {
+		return fmt.Errorf("insert attempts: %w", err)
+	}
+	if sp {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT attempts`); err != nil {
+			return err
+		}
+	}
+	for _, r := range part {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_attempts (webhook_event_id, attempt, started_at, duration_ms, status_code, response_body, error)
+			SELECT id, $2, $3, $4, $5, $6, $7 FROM whatsapp_webhook_events WHERE id = $1`,
+			r.Job.ID, r.Job.Attempts+1, ms(r.StartedAt), r.Duration.Milliseconds(), r.StatusCode,
+			strings.ToValidUTF8(r.ResponseBody, "\uFFFD"), r.Error); err != nil {
+			return fmt.Errorf("insert attempt: %w", err)
+		}
+	}
+	return nil
+}
+
+func isForeignKeyViolation(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "FOREIGN KEY constraint failed") || strings.Contains(msg, "SQLSTATE 23503")
+}
+
+func (s *DB) releaseRows(ctx context.Context, tx *sql.Tx, released []delivery.Result) error {
+	for start := 0; start < len(released); start += chunk {
+		part := released[start:min(start+chunk, len(released))]
+		var b strings.Builder
+		b.WriteString(`UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0 WHERE status = 'pending' AND id IN (`)
+		args := make([]any, len(part))
+		for i, r := range part {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("$" + strconv.Itoa(i+1))
+			args[i] = r.Job.ID
+		}
+		b.WriteString(")")
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("release rows: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *DB) updateStreak(ctx context.Context, tx *sql.Tx, id string, t *hookTally, now time.Time, minFailures int, disableAfter time.Duration) (*delivery.Disabled, error) {
+	var err error
+	switch {
+	case t.failures == 0:
+		_, err = tx.ExecContext(ctx, `UPDATE webhooks SET consecutive_failures = 0, failing_since = NULL
+			WHERE id = $1 AND (consecutive_failures <> 0 OR failing_since IS NOT NULL)`, id)
+	case t.success:
+		_, err = tx.ExecContext(ctx, `UPDATE webhooks SET consecutive_failures = $2, failing_since = $3 WHERE id = $1`,
+			id, t.failures, ms(t.firstFailure))
+	default:
+		_, err = tx.ExecContext(ctx, `UPDATE webhooks SET consecutive_failures = consecutive_failures + $2,
+			failing_since = COALESCE(failing_since, $3) WHERE id = $1`, id, t.failures, ms(t.firstFailure))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update webhook streak: %w", err)
+	}
+	if t.failures == 0 && t.disableReason == "" {
+		return nil, nil
+	}
+	var q string
+	args := []any{id, false, ms(now), true}
+	if t.disableReason != "" {
+		q = `UPDATE webhooks SET active = $2, disabled_at = $3, disabled_reason = $5, updated_at = $3
+			WHERE id = $1 AND active = $4`
+		args = append(args, t.disableReason)
+	} else {
+		reason := fmt.Sprintf("failing for over %s (%s)", disableAfter, "last error: "+truncate(t.lastAttemptErr, 200))
+		q = `UPDATE webhooks SET active = $2, disabled_at = $3, disabled_reason = $5, updated_at = $3
+			WHERE id = $1 AND active = $4 AND consecutive_failures >= $6 AND failing_since <= $7`
+		args = append(args, reason, minFailures, ms(now.Add(-disableAfter)))
+	}
+	q += ` RETURNING client_id, url, disabled_reason, consecutive_failures, failing_since`
+	d := delivery.Disabled{WebhookID: id}
+	var since sql.NullInt64
+	err = tx.QueryRowContext(ctx, q, args...).Scan(&d.ClientID, &d.URL, &d.Reason, &d.ConsecutiveFailures, &since)
+	if err == sql.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("disable webhook: %w", err)
+	}
+	d.FailingSince = fromNullMS(since)
+	if err := tx.QueryRowContext(ctx, `SELECT alert_webhook_url FROM clients WHERE id = $1`, d.ClientID).Scan(&d.AlertURL); err != nil && err != sql.ErrNoRows {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+const eventItemCols = `e.seq, e.id, e.event_id, e.webhook_id, e.event_type, e.status, e.attempts, e.last_status_code,
+	e.last_error, e.next_attempt_at, e.delivered_at, e.created_at, ev.payload`
+
+func scanEventItem(row interface{ Scan(...any) error }) (delivery.EventItem, int64, error) {
+	var it delivery.EventItem
+	var seq, next, created int64
+	var delivered sql.NullInt64
+	var payload string
+	if err := row.Scan(&seq, &it.ID, &it.EventID, &it.WebhookID, &it.EventType, &it.Status, &it.Attempts,
+		&it.LastStatusCode, &it.LastError, &next, &delivered, &created, &payload); err != nil {
+		return it, 0, err
+	}
+	if it.Status == delivery.StatusPending {
+		t := fromMS(next)
+		it.NextAttemptAt = &t
+	}
+	if delivered.Valid {
+		t := fromMS(delivered.Int64)
+		it.DeliveredAt = &t
+	}
+	it.CreatedAt = fromMS(created)
+	it.Payload = json.RawMessage(payload)
+	return it, seq, nil
+}
+
+// ListEvents returns a webhook's events, newest first, and the cursor of
+// the next page (0 when there is none).
+func (s *DB) ListEvents(ctx context.Context, q delivery.ListQuery) ([]delivery.EventItem, int64, error) {
+	if err := s.ownWebhook(ctx, q.ClientID, q.WebhookID); err != nil {
+		return nil, 0, err
+	}
+	sqlq := `SELECT ` + eventItemCols + ` FROM whatsapp_webhook_events e JOIN events ev ON ev.id = e.event_id
+		WHERE e.webhook_id = $1 AND e.client_id = $2`
+	args := []any{q.WebhookID, q.ClientID}
+	if q.Status != "" {
+		args = append(args, q.Status)
+		sqlq += ` AND e.status = $` + strconv.Itoa(len(args))
+	}
+	if q.Cursor > 0 {
+		args = append(args, q.Cursor)
+		sqlq += ` AND e.seq < $` + strconv.Itoa(len(args))
+	}
+	args = append(args, q.Limit+1)
+	sqlq += ` ORDER BY e.seq DESC LIMIT $` + strconv.Itoa(len(args))
+	rows, err := s.db.QueryContext(ctx, sqlq, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	items := []delivery.EventItem{}
+	var seqs []int64
+	for rows.Next() {
+		it, seq, err := scanEventItem(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		items, seqs = append(items, it), append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	var next int64
+	if len(items) > q.Limit {
+		items = items[:q.Limit]
+		next = seqs[q.Limit-1]
+	}
+	return items, next, nil
+}
+
+func (s *DB) ownWebhook(ctx context.Context, clientID int64, webhookID string) error {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM webhooks WHERE id = $1 AND client_id = $2`, webhookID, clientID).Scan(&one)
+	return notFound(err, "webhook")
+}
+
+// GetEvent returns one outbox row of a client with its attempts.
+func (s *DB) GetEvent(ctx context.Context, clientID int64, id string) (delivery.EventItem, error) {
+	it, _, err := scanEventItem(s.db.QueryRowContext(ctx, `SELECT `+eventItemCols+`
+		FROM whatsapp_webhook_events e JOIN events ev ON ev.id = e.event_id WHERE e.id = $1 AND e.client_id = $2`, id, clientID))
+	if err != nil {
+		return it, notFound(err, "event")
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT attempt, started_at, duration_ms, status_code, response_body, error
+		FROM delivery_attempts WHERE webhook_event_id = $1 ORDER BY attempt, id`, id)
+	if err != nil {
+		return it, err
+	}
+	defer rows.Close()
+	it.AttemptLog = []delivery.Attempt{}
+	for rows.Next() {
+		var a delivery.Attempt
+		var started int64
+		if err := rows.Scan(&a.Attempt, &started, &a.DurationMS, &a.StatusCode, &a.ResponseBody, &a.Error); err != nil {
+			return it, err
+		}
+		a.StartedAt = fromMS(started)
+		it.AttemptLog = append(it.AttemptLog, a)
+	}
+	return it, rows.Err()
+}
+
+// Requeue makes one event of a client due now with a fresh retry budget,
+// whatever its status. It returns the row's webhook id.
+func (s *DB) Requeue(ctx context.Context, clientID int64, id string) (string, error) {
+	now := ms(s.now())
+	var webhookID string
+	err := s.db.QueryRowContext(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
+		next_attempt_at = $3, lease_owner = '', lease_until = 0, delivered_at = NULL, updated_at = $3
+		WHERE id = $1 AND client_id = $2 RETURNING webhook_id`, id, clientID, now).Scan(&webhookID)
+	return webhookID, notFound(err, "event")
+}
+
+// Recover requeues every failed event of a webhook created at or after since.
+func (s *DB) Recover(ctx context.Context, clientID int64, webhookID string, since time.Time) (int64, error) {
+	if err := s.ownWebhook(ctx, clientID, webhookID); err != nil {
+		return 0, err
+	}
+	now := ms(s.now())
+	res, err := s.db.ExecContext(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
+		next_attempt_at = $3, lease_owner = '', lease_until = 0, updated_at = $3
+		WHERE webhook_id = $1 AND client_id = $2 AND status = 'failed' AND created_at >= $4`,
+		webhookID, clientID, now, ms(since))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// Prune deletes delivered and failed rows created before cutoff (their
+// attempts go with them), then events left without rows, at most limit of
+// each per call so a large backlog is pruned in slices.
+func (s *DB) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	c := ms(cutoff)
+	res, err := s.db.ExecContext(ctx, `DELETE FROM whatsapp_webhook_events WHERE id IN (
+		SELECT id FROM whatsapp_webhook_events WHERE created_at < $1 AND status <> 'pending' LIMIT $2)`, c, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune outbox: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE id IN (
+		SELECT ev.id FROM events ev WHERE ev.created_at < $1
+		AND NOT EXISTS (SELECT 1 FROM whatsapp_webhook_events e WHERE e.event_id = ev.id) LIMIT $2)`, c, limit); err != nil {
+		return n, fmt.Errorf("prune events: %w", err)
+	}
+	return n, nil
+}
+
+// OutboxStats measures the backlog for metrics.
+func (s *DB) OutboxStats(ctx context.Context) (delivery.Stats, error) {
+	now := ms(s.now())
+	var st delivery.Stats
+	var oldest sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'pending' AND next_attempt_at <= $1 THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0),
+		MIN(CASE WHEN status = 'pending' AND next_attempt_at <= $1 THEN next_attempt_at END)
+		FROM whatsapp_webhook_events`, now).Scan(&st.Pending, &st.Due, &st.Failed, &oldest)
+	if oldest.Valid {
+		st.OldestDueAge = time.Duration(now-oldest.Int64) * time.Millisecond
+	}
+	return st, err
+}
