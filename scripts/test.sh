@@ -48,8 +48,12 @@ export WAGATE_TEST_PG_DATA="$PGTMP/data" WAGATE_TEST_PG_BIN="$PGBIN"
 
 ARGS=("$@")
 [ ${#ARGS[@]} -eq 0 ] && ARGS=(./...)
-log "go vet ${ARGS[*]}"
-go vet "${ARGS[@]}"
+# vet the packages named (./...-style arguments), or everything.
+PKGS=()
+for a in "${ARGS[@]}"; do case "$a" in ./*) PKGS+=("$a") ;; esac; done
+[ ${#PKGS[@]} -eq 0 ] && PKGS=(./...)
+log "go vet ${PKGS[*]}"
+go vet "${PKGS[@]}"
 
 OUT="$PGTMP/go-test.log"
 log "go test ${ARGS[*]} (SQLite and PostgreSQL)"

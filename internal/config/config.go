@@ -44,6 +44,7 @@ type Config struct {
 	Retention           time.Duration
 	Workers             int
 	MaxInFlightPerHook  int
+	NodeID              string // names this node's delivery leases; default: saved in DataDir
 }
 
 // Getenv is how Load reads a variable; tests pass a map lookup.
@@ -90,6 +91,7 @@ func Load(getenv Getenv, dotenv string) (*Config, error) {
 		Retention:           p.duration("WAGATE_RETENTION", 30*24*time.Hour),
 		Workers:             p.int("WAGATE_WORKERS", 64),
 		MaxInFlightPerHook:  p.int("WAGATE_WEBHOOK_MAX_IN_FLIGHT", 16),
+		NodeID:              p.str("WAGATE_NODE_ID", ""),
 	}
 	if p.err != nil {
 		return nil, p.err

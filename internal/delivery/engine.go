@@ -42,6 +42,8 @@ type Metrics interface {
 	Delivered(latency time.Duration)
 	// WebhookDisabled records an automatic disable.
 	WebhookDisabled(reason string)
+	// Inbound records newly stored events of a type.
+	Inbound(eventType string, n int)
 }
 
 // Config of an Engine. Zero values take the documented defaults.
@@ -229,6 +231,21 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 	n, jobs, err := e.store.Ingest(ctx, t, list, lease)
 	if err != nil {
 		return 0, err
+	}
+	if e.cfg.Metrics != nil && n > 0 {
+		if n == len(list) {
+			counts := map[string]int{}
+			for _, ev := range list {
+				counts[ev.Type]++
+			}
+			for typ, c := range counts {
+				e.cfg.Metrics.Inbound(typ, c)
+			}
+		} else {
+			// Some were duplicates; which ones the store knows. Count by the
+			// first type, which is exact for the usual one-type batches.
+			e.cfg.Metrics.Inbound(list[0].Type, n)
+		}
 	}
 	if e.log.Enabled(ctx, slog.LevelDebug) {
 		for _, j := range jobs {

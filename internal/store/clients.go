@@ -67,7 +67,7 @@ func (s *DB) GetClient(ctx context.Context, id int64) (clients.Client, error) {
 // DeleteClient removes a client; its tokens, sessions, webhooks and events
 // go with it (ON DELETE CASCADE).
 func (s *DB) DeleteClient(ctx context.Context, id int64) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	res, err := s.exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
 	if err != nil {
 		return err
 	}

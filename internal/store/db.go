@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
@@ -40,6 +41,10 @@ type DB struct {
 	dialect string
 	log     *slog.Logger
 	now     func() time.Time
+	// writeMu serialises SQLite write transactions in Go: SQLite allows one
+	// writer, and waiting here is cheaper and fairer than SQLite's
+	// busy-handler sleeps.
+	writeMu sync.Mutex
 }
 
 // Options tune Open.
@@ -230,6 +235,10 @@ func (s *DB) CheckSchema(ctx context.Context) error {
 
 // tx runs fn in a transaction, committing when it returns nil.
 func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.dialect == SQLite {
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -239,6 +248,15 @@ func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// exec runs one write statement outside a transaction.
+func (s *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if s.dialect == SQLite {
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+	}
+	return s.db.ExecContext(ctx, q, args...)
 }
 
 // ms converts a time to the stored unix milliseconds.

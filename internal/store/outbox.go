@@ -290,7 +290,7 @@ func (s *DB) loadPayloads(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, 
 // ReleaseOwner gives back every row leased to owner, e.g. after a crash of
 // this node, so they are due at once instead of when the lease ends.
 func (s *DB) ReleaseOwner(ctx context.Context, owner string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0
+	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0
 		WHERE status = 'pending' AND lease_owner = $1`, owner)
 	if err != nil {
 		return 0, err
@@ -643,9 +643,11 @@ func (s *DB) GetEvent(ctx context.Context, clientID int64, id string) (delivery.
 func (s *DB) Requeue(ctx context.Context, clientID int64, id string) (string, error) {
 	now := ms(s.now())
 	var webhookID string
-	err := s.db.QueryRowContext(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
-		next_attempt_at = $3, lease_owner = '', lease_until = 0, delivered_at = NULL, updated_at = $3
-		WHERE id = $1 AND client_id = $2 RETURNING webhook_id`, id, clientID, now).Scan(&webhookID)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
+			next_attempt_at = $3, lease_owner = '', lease_until = 0, delivered_at = NULL, updated_at = $3
+			WHERE id = $1 AND client_id = $2 RETURNING webhook_id`, id, clientID, now).Scan(&webhookID)
+	})
 	return webhookID, notFound(err, "event")
 }
 
@@ -655,7 +657,7 @@ func (s *DB) Recover(ctx context.Context, clientID int64, webhookID string, sinc
 		return 0, err
 	}
 	now := ms(s.now())
-	res, err := s.db.ExecContext(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
+	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
 		next_attempt_at = $3, lease_owner = '', lease_until = 0, updated_at = $3
 		WHERE webhook_id = $1 AND client_id = $2 AND status = 'failed' AND created_at >= $4`,
 		webhookID, clientID, now, ms(since))
@@ -670,13 +672,13 @@ func (s *DB) Recover(ctx context.Context, clientID int64, webhookID string, sinc
 // each per call so a large backlog is pruned in slices.
 func (s *DB) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
 	c := ms(cutoff)
-	res, err := s.db.ExecContext(ctx, `DELETE FROM whatsapp_webhook_events WHERE id IN (
+	res, err := s.exec(ctx, `DELETE FROM whatsapp_webhook_events WHERE id IN (
 		SELECT id FROM whatsapp_webhook_events WHERE created_at < $1 AND status <> 'pending' LIMIT $2)`, c, limit)
 	if err != nil {
 		return 0, fmt.Errorf("prune outbox: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE id IN (
+	if _, err := s.exec(ctx, `DELETE FROM events WHERE id IN (
 		SELECT ev.id FROM events ev WHERE ev.created_at < $1
 		AND NOT EXISTS (SELECT 1 FROM whatsapp_webhook_events e WHERE e.event_id = ev.id) LIMIT $2)`, c, limit); err != nil {
 		return n, fmt.Errorf("prune events: %w", err)

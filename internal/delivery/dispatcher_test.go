@@ -1,0 +1,133 @@
+package delivery
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func jobsFor(hook string, n int) []Job {
+	out := make([]Job, n)
+	for i := range out {
+		out[i] = Job{ID: hook + "-" + string(rune('a'+i)), WebhookID: hook}
+	}
+	return out
+}
+
+func TestDispatcherCapsPerWebhook(t *testing.T) {
+	t.Parallel()
+	d := newDispatcher(2, 100)
+	d.push(jobsFor("slow", 5))
+	d.push(jobsFor("fast", 1))
+	// Only two of slow's jobs are ready; fast's is not stuck behind the rest.
+	var got []string
+	for i := 0; i < 3; i++ {
+		j, ok := d.next()
+		if !ok {
+			t.Fatal("closed")
+		}
+		got = append(got, j.WebhookID)
+	}
+	if got[0] != "slow" || got[1] != "slow" || got[2] != "fast" {
+		t.Fatalf("order %v", got)
+	}
+	if s := d.saturated(); len(s) != 1 || s[0] != "slow" {
+		t.Fatalf("saturated %v", s)
+	}
+	if r := d.room(); r != 94 {
+		t.Fatalf("room %d", r)
+	}
+	// Finishing one slow job promotes the next parked one.
+	d.done("slow")
+	j, _ := d.next()
+	if j.WebhookID != "slow" {
+		t.Fatalf("promoted %v", j)
+	}
+	d.done("fast")
+	if s := d.saturated(); len(s) != 1 {
+		t.Fatalf("saturated after fast done %v", s)
+	}
+	left := d.close()
+	if len(left) != 2 { // two slow jobs never started
+		t.Fatalf("left %d", len(left))
+	}
+	if _, ok := d.next(); ok {
+		t.Fatal("next after close")
+	}
+	if d.push(jobsFor("x", 1)) {
+		t.Fatal("push after close")
+	}
+}
+
+func TestFIFOReuse(t *testing.T) {
+	t.Parallel()
+	var f fifo
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 3000; i++ {
+			f.push(Job{Attempts: i})
+		}
+		for i := 0; i < 3000; i++ {
+			if j := f.pop(); j.Attempts != i {
+				t.Fatalf("pop %d = %d", i, j.Attempts)
+			}
+		}
+		if f.len() != 0 {
+			t.Fatal("not empty")
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	s := []time.Duration{time.Second, 10 * time.Second}
+	cases := []struct {
+		n    int
+		rnd  float64
+		want time.Duration
+	}{
+		{1, 0.5, time.Second},
+		{1, 0, 800 * time.Millisecond},
+		{1, 1, 1200 * time.Millisecond},
+		{2, 0.5, 10 * time.Second},
+		{9, 0.5, 10 * time.Second}, // the last step repeats
+		{0, 0.5, time.Second},
+	}
+	for _, c := range cases {
+		if got := backoff(s, c.n, func() float64 { return c.rnd }); got != c.want {
+			t.Errorf("backoff(%d, %v) = %v, want %v", c.n, c.rnd, got, c.want)
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		d := backoff(DefaultSchedule, 1, jitterRand)
+		if d < 4*time.Second || d > 6*time.Second {
+			t.Fatalf("jitter out of ±20%%: %v", d)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := func(v string) http.Header { return http.Header{"Retry-After": []string{v}} }
+	cases := []struct {
+		status int
+		h      http.Header
+		want   time.Duration
+		ok     bool
+	}{
+		{429, h("30"), 30 * time.Second, true},
+		{503, h("30"), 30 * time.Second, true},
+		{500, h("30"), 0, false},
+		{429, http.Header{}, 0, false},
+		{429, h("0"), time.Second, true},    // bounded below
+		{429, h("999999"), time.Hour, true}, // bounded above
+		{429, h("soon"), 0, false},          // unparsable
+		{429, h(now.Add(2 * time.Minute).Format(http.TimeFormat)), 2 * time.Minute, true},
+	}
+	for _, c := range cases {
+		got, ok := retryAfter(c.status, c.h, now)
+		if got != c.want || ok != c.ok {
+			t.Errorf("retryAfter(%d, %v) = %v %v, want %v %v", c.status, c.h, got, ok, c.want, c.ok)
+		}
+	}
+}
