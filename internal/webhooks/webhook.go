@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Webhook is a client's endpoint. Secrets are decrypted by the store and
-// never serialised except in the register and rotate answers.
+// Webhook is a client's endpoint. Secrets are sealed at rest and opened by
+// the Service (ForDelivery); they are never serialised, and the API shows
+// them only in the register and rotate answers.
 type Webhook struct {
 	ID                  string            `json:"id"`
 	ClientID            int64             `json:"client_id"`
@@ -38,6 +39,12 @@ func (w *Webhook) Matches(eventType string) bool {
 		}
 	}
 	return false
+}
+
+// MatchesPhone reports whether the webhook wants events of the session
+// whose number has these digits (see NormalizePhone).
+func (w *Webhook) MatchesPhone(digits string) bool {
+	return w.PhoneNumber == "" || w.PhoneNumber == digits
 }
 
 // Secrets returns the secrets that sign a delivery at time now: the current
