@@ -4,7 +4,19 @@ package sessions
 
 import "time"
 
-// Status is a session's state, stored in whatsapp_connections.session_status.
+// Status is a session's state, stored in whatsapp_connections.session_status
+// with its cause in status_reason, and announced by a session.status event
+// (payload "type" = status, "content" = reason) whenever it changes:
+//
+//   - reconnecting: the session is starting (reason "starting"), waiting for
+//     its QR code to be scanned, or reconnecting after a network drop. The
+//     seed's connect answers it for every session that is not connected.
+//   - connected: linked and online; jid holds the WhatsApp id.
+//   - disconnected: stopped by a failure that needs action: the engine did
+//     not start ("start_failed: ..."), QR timeout, stream replaced, ban. A
+//     linked session (jid set) is still resumed at the next start-up.
+//   - logged_out: unlinked from the phone (logout route or by the phone);
+//     jid is cleared and a new connect pairs again.
 type Status string
 
 const (
