@@ -62,7 +62,11 @@ go test -count=1 -timeout 25m -v "${ARGS[@]}" >"$OUT" 2>&1
 rc=$?
 set -e
 # The verbose log stays out of the console; print failures in full and the summary.
-grep -E '^(ok|FAIL|---|panic:|\s+--- FAIL|.*_test\.go:[0-9]+:)' "$OUT" | grep -vE '^\s*--- (PASS|SKIP)' || true
+if [ $rc -eq 0 ]; then
+  grep -E '^(ok|FAIL)\s' "$OUT" || true
+else
+  grep -E '^(ok|FAIL|panic:)|--- FAIL|_test\.go:[0-9]+:' "$OUT" || true
+fi
 passed=$(grep -cE -- '--- PASS' "$OUT" || true)
 failed=$(grep -cE -- '--- FAIL' "$OUT" || true)
 skipped=$(grep -cE -- '--- SKIP' "$OUT" || true)

@@ -19,8 +19,13 @@ import (
 
 	"github.com/wagate/wagate/internal/clients"
 	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/internal/delivery"
 	"github.com/wagate/wagate/internal/httpapi"
+	"github.com/wagate/wagate/internal/metrics"
+	"github.com/wagate/wagate/internal/secretbox"
+	"github.com/wagate/wagate/internal/sessions"
 	"github.com/wagate/wagate/internal/store"
+	"github.com/wagate/wagate/internal/webhooks"
 )
 
 // Main is one running wagate node.
@@ -34,6 +39,17 @@ type Main struct {
 
 	// AdminToken is the token admin routes take (configured or generated).
 	AdminToken string
+	// NodeID names this node's delivery leases.
+	NodeID string
+	// Delivery is the webhook delivery engine; it is also the Publisher.
+	Delivery  *delivery.Engine
+	Publisher sessions.Publisher
+	Webhooks  *webhooks.Service
+	Secrets   *secretbox.Box
+	// Metrics is this node's Prometheus registry and collectors.
+	Metrics *metrics.Metrics
+	// Sessions is the session manager: this node's live WhatsApp sessions.
+	Sessions *sessions.Manager
 
 	server   *http.Server
 	listener net.Listener
@@ -99,6 +115,8 @@ func (m *Main) Start(ctx context.Context) error {
 		Deliveries:   m.deliveryService(),
 		Sessions:     m.sessionService(),
 		StopClient:   m.stopClient,
+		Observe:      m.metrics().ObserveRequest,
+		Extra:        m.mountExtra,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
