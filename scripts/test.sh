@@ -74,7 +74,7 @@ pg=$(grep -cE -- '--- PASS: .*/postgres' "$OUT" || true)
 echo
 echo "PostgreSQL subtests passed: $pg"
 if [ "$skipped" -gt 0 ]; then
-  echo "skipped tests:"; grep -E -- '--- SKIP' "$OUT" -A1 || true
+  echo "skipped tests:"; grep -E -A1 -- '--- SKIP' "$OUT" || true
 fi
 if [ $rc -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "go test failed without a failing test (build error or panic); last lines:"; tail -n 40 "$OUT"

@@ -6,6 +6,8 @@ import "sync"
 // capping the in-flight deliveries per webhook so that one slow or dead
 // endpoint cannot occupy every worker. Jobs over a webhook's cap wait in
 // its own queue; a worker that finishes one of its jobs promotes the next.
+// A webhook's queue is bounded too (parkLimit), so a dead endpoint cannot
+// fill the memory that the others need: jobs past it are given back.
 type dispatcher struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -13,13 +15,14 @@ type dispatcher struct {
 	parked   map[string]*fifo
 	active   map[string]int // per webhook: jobs in ready plus in flight
 	queued   int            // every job held: ready, parked and in flight
-	perHook  int
-	capacity int
-	closed   bool
+	perHook   int
+	parkLimit int
+	capacity  int
+	closed    bool
 }
 
-func newDispatcher(perHook, capacity int) *dispatcher {
-	d := &dispatcher{parked: map[string]*fifo{}, active: map[string]int{}, perHook: perHook, capacity: capacity}
+func newDispatcher(perHook, parkLimit, capacity int) *dispatcher {
+	d := &dispatcher{parked: map[string]*fifo{}, active: map[string]int{}, perHook: perHook, parkLimit: parkLimit, capacity: capacity}
 	d.cond = sync.NewCond(&d.mu)
 	return d
 }
@@ -34,17 +37,19 @@ func (d *dispatcher) room() int {
 	return d.capacity - d.queued
 }
 
-// push adds jobs. It returns false, taking none, once closed.
-func (d *dispatcher) push(jobs []Job) bool {
+// push adds jobs and returns those it would not hold (their webhook's queue
+// is full), which the caller gives back. It returns false, taking none,
+// once closed.
+func (d *dispatcher) push(jobs []Job) (overflow []Job, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return false
+		return nil, false
 	}
 	woke := 0
 	for _, j := range jobs {
-		d.queued++
 		if d.active[j.WebhookID] < d.perHook {
+			d.queued++
 			d.active[j.WebhookID]++
 			d.ready.push(j)
 			woke++
@@ -55,6 +60,11 @@ func (d *dispatcher) push(jobs []Job) bool {
 			q = &fifo{}
 			d.parked[j.WebhookID] = q
 		}
+		if q.len() >= d.parkLimit {
+			overflow = append(overflow, j)
+			continue
+		}
+		d.queued++
 		q.push(j)
 	}
 	if woke == 1 {
@@ -62,7 +72,7 @@ func (d *dispatcher) push(jobs []Job) bool {
 	} else if woke > 1 {
 		d.cond.Broadcast()
 	}
-	return true
+	return overflow, true
 }
 
 // next blocks until a job is ready; ok is false once closed.
@@ -78,31 +88,36 @@ func (d *dispatcher) next() (Job, bool) {
 	return d.ready.pop(), true
 }
 
-// done frees the job's slot and promotes the webhook's next parked job.
-func (d *dispatcher) done(webhookID string) {
+// done frees the job's slot and promotes the webhook's next parked job. It
+// reports when the webhook's queue has just dropped below half its limit,
+// so pollers that skipped it can claim for it again.
+func (d *dispatcher) done(webhookID string) (drained bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.queued--
 	if q := d.parked[webhookID]; q != nil && q.len() > 0 {
 		d.ready.push(q.pop())
+		drained = q.len() == d.parkLimit/2-1
 		if q.len() == 0 {
 			delete(d.parked, webhookID)
 		}
 		d.cond.Signal()
-		return
+		return drained
 	}
 	if d.active[webhookID]--; d.active[webhookID] <= 0 {
 		delete(d.active, webhookID)
 	}
+	return false
 }
 
-// saturated lists webhooks at their cap, which pollers should not claim for.
+// saturated lists webhooks whose queue is at least half full, which pollers
+// should not claim for: their jobs would only wait, or be given back.
 func (d *dispatcher) saturated() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
-	for id, n := range d.active {
-		if n >= d.perHook {
+	for id, q := range d.parked {
+		if q.len() >= d.parkLimit/2 {
 			out = append(out, id)
 		}
 	}

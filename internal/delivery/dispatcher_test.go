@@ -16,8 +16,10 @@ func jobsFor(hook string, n int) []Job {
 
 func TestDispatcherCapsPerWebhook(t *testing.T) {
 	t.Parallel()
-	d := newDispatcher(2, 100)
-	d.push(jobsFor("slow", 5))
+	d := newDispatcher(2, 3, 100)
+	if over, ok := d.push(jobsFor("slow", 6)); !ok || len(over) != 1 {
+		t.Fatalf("overflow %d %v: want the sixth job back (2 ready + 3 parked)", len(over), ok)
+	}
 	d.push(jobsFor("fast", 1))
 	// Only two of slow's jobs are ready; fast's is not stuck behind the rest.
 	var got []string
@@ -44,7 +46,7 @@ func TestDispatcherCapsPerWebhook(t *testing.T) {
 		t.Fatalf("promoted %v", j)
 	}
 	d.done("fast")
-	if s := d.saturated(); len(s) != 1 {
+	if s := d.saturated(); len(s) != 1 { // 2 parked >= 3/2
 		t.Fatalf("saturated after fast done %v", s)
 	}
 	left := d.close()
@@ -54,7 +56,7 @@ func TestDispatcherCapsPerWebhook(t *testing.T) {
 	if _, ok := d.next(); ok {
 		t.Fatal("next after close")
 	}
-	if d.push(jobsFor("x", 1)) {
+	if _, ok := d.push(jobsFor("x", 1)); ok {
 		t.Fatal("push after close")
 	}
 }

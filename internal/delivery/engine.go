@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wagate/wagate/internal/errs"
@@ -21,6 +22,7 @@ type Store interface {
 	Claim(ctx context.Context, lease Lease, limit int, skipWebhooks []string) ([]Job, error)
 	Complete(ctx context.Context, results []Result, minFailures int, disableAfter time.Duration) ([]Disabled, error)
 	ReleaseOwner(ctx context.Context, owner string) (int64, error)
+	RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error)
 	ListEvents(ctx context.Context, q ListQuery) ([]EventItem, int64, error)
 	GetEvent(ctx context.Context, clientID int64, id string) (EventItem, error)
 	Requeue(ctx context.Context, clientID int64, id string) (string, error)
@@ -70,8 +72,9 @@ type Config struct {
 	AlertURL              string        // operator's alert webhook
 	Retention             time.Duration // default 30 days
 	Lease                 time.Duration // default 2 min
-	Capacity              int           // jobs held in memory; default 20 × workers
-	PollInterval          time.Duration // default 1 s
+	Capacity              int           // jobs held in memory; default 10,000
+	ParkLimit             int           // jobs held per webhook beyond those in flight; default Capacity/2
+	PollInterval          time.Duration // default 500 ms
 	BatchSize             int           // results per write; default 500
 }
 
@@ -86,13 +89,19 @@ type Engine struct {
 	hooks   *hookCache
 	results chan Result
 	kick    chan struct{}
+	// backlog is set while due rows may be waiting in the database for room
+	// in memory, so workers kick the poller as soon as room frees up.
+	backlog atomic.Bool
 
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
 	loops   sync.WaitGroup
 	writer  sync.WaitGroup
 	alerts  sync.WaitGroup
-	started bool
+	started atomic.Bool
+	// resMu guards sends on results against its close at shutdown.
+	resMu     sync.RWMutex
+	resClosed bool
 }
 
 // New builds an engine; Start runs it.
@@ -125,10 +134,13 @@ func New(cfg Config) *Engine {
 		cfg.Lease = 2 * time.Minute
 	}
 	if cfg.Capacity <= 0 {
-		cfg.Capacity = 20 * cfg.Workers
+		cfg.Capacity = 10000
+	}
+	if cfg.ParkLimit <= 0 {
+		cfg.ParkLimit = max(cfg.Capacity/2, 2)
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Second
+		cfg.PollInterval = 500 * time.Millisecond
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
@@ -150,7 +162,7 @@ func New(cfg Config) *Engine {
 			// target of a redirect was never validated.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		disp:    newDispatcher(cfg.MaxInFlightPerWebhook, cfg.Capacity),
+		disp:    newDispatcher(cfg.MaxInFlightPerWebhook, cfg.ParkLimit, cfg.Capacity),
 		hooks:   newHookCache(cfg.Webhooks, 5*time.Second, cfg.Now),
 		results: make(chan Result, cfg.BatchSize*4),
 		kick:    make(chan struct{}, 1),
@@ -168,16 +180,17 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
-	e.started = true
+	e.started.Store(true)
 	e.writer.Add(1)
 	go e.writeResults()
 	for i := 0; i < e.cfg.Workers; i++ {
 		e.workers.Add(1)
 		go e.work()
 	}
-	e.loops.Add(2)
+	e.loops.Add(3)
 	go e.poll(ctx)
 	go e.prune(ctx)
+	go e.renew(ctx)
 	e.kickPoller()
 	return nil
 }
@@ -185,10 +198,9 @@ func (e *Engine) Start(ctx context.Context) error {
 // Close stops taking work, lets attempts in flight finish, gives the jobs
 // not started back to the database and flushes the results.
 func (e *Engine) Close(ctx context.Context) error {
-	if !e.started {
+	if !e.started.Swap(false) {
 		return nil
 	}
-	e.started = false
 	e.cancel()
 	e.loops.Wait()
 	left := e.disp.close()
@@ -196,7 +208,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	for _, j := range left {
 		e.results <- Result{Job: j, Outcome: OutcomeRelease}
 	}
+	e.resMu.Lock()
+	e.resClosed = true
 	close(e.results)
+	e.resMu.Unlock()
 	e.writer.Wait()
 	done := make(chan struct{})
 	go func() { e.alerts.Wait(); close(done) }()
@@ -225,7 +240,7 @@ func (e *Engine) Publish(ctx context.Context, s sessions.Session, evs []events.I
 
 func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, error) {
 	var lease Lease
-	if e.started && e.disp.room() > 0 {
+	if e.started.Load() && e.disp.room() > 0 {
 		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease)}
 	}
 	n, jobs, err := e.store.Ingest(ctx, t, list, lease)
@@ -253,13 +268,53 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 		}
 	}
 	if len(jobs) > 0 {
-		if lease.Owner == "" || !e.disp.push(jobs) {
+		if lease.Owner == "" || !e.hand(jobs) {
 			// Unleased (or the engine closed meanwhile, leaving them leased
 			// until it restarts): the pollers pick them up.
+			e.backlog.Store(true)
 			e.kickPoller()
 		}
 	}
 	return n, nil
+}
+
+// hand gives leased jobs to the dispatcher; what it will not hold goes back
+// to the database for the pollers. It returns false once closed.
+func (e *Engine) hand(jobs []Job) bool {
+	overflow, ok := e.disp.push(jobs)
+	if !ok {
+		return false
+	}
+	if len(overflow) > 0 {
+		e.backlog.Store(true)
+		// A publisher racing with Close may find results closed: its rows
+		// then stay leased to this node, which takes them back on restart.
+		e.resMu.RLock()
+		if !e.resClosed {
+			for _, j := range overflow {
+				e.results <- Result{Job: j, Outcome: OutcomeRelease}
+			}
+		}
+		e.resMu.RUnlock()
+	}
+	return true
+}
+
+// renew extends this node's leases while their jobs wait in memory.
+func (e *Engine) renew(ctx context.Context) {
+	defer e.loops.Done()
+	t := time.NewTicker(e.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := e.store.RenewLeases(ctx, e.cfg.NodeID, e.now().Add(e.cfg.Lease)); err != nil && ctx.Err() == nil {
+			e.log.Warn("renewing delivery leases failed", "err", err)
+		}
+	}
 }
 
 func (e *Engine) kickPoller() {
@@ -277,8 +332,11 @@ func (e *Engine) work() {
 			return
 		}
 		res := e.attempt(job)
-		e.disp.done(job.WebhookID)
+		drained := e.disp.done(job.WebhookID)
 		e.results <- res
+		if drained || e.backlog.Load() && e.disp.room() >= e.cfg.Capacity/2 {
+			e.kickPoller()
+		}
 	}
 }
 
@@ -308,12 +366,14 @@ func (e *Engine) poll(ctx context.Context) {
 				}
 				break
 			}
-			if len(jobs) > 0 && !e.disp.push(jobs) {
+			if len(jobs) > 0 && !e.hand(jobs) {
 				return // closing: the rows stay leased to this node until it restarts
 			}
 			if len(jobs) < limit {
+				e.backlog.Store(false)
 				break
 			}
+			e.backlog.Store(true)
 		}
 	}
 }

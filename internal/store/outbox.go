@@ -16,29 +16,50 @@ import (
 // parameter limits (SQLite 32766, PostgreSQL 65535).
 const chunk = 400
 
-// placeholders writes "(CAST($n AS T), ...)" groups for rows of the given
-// column types, numbering from first. Casting every parameter makes
-// PostgreSQL type VALUES lists without guessing; SQLite accepts the same.
-func placeholders(b *strings.Builder, rows int, types []string, first int) {
-	n := first
-	for r := 0; r < rows; r++ {
-		if r > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for i, t := range types {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			if t == "" {
-				b.WriteString("$" + strconv.Itoa(n))
-			} else {
-				b.WriteString("CAST($" + strconv.Itoa(n) + " AS " + t + ")")
-			}
-			n++
-		}
-		b.WriteByte(')')
+// bulk builds a statement with many parameters. SQLite resolves "$N"
+// names with a linear search, which makes a big multi-row statement
+// quadratic, so bulk writes anonymous "?" there and "$N" on PostgreSQL.
+type bulk struct {
+	strings.Builder
+	args []any
+	pg   bool
+}
+
+func (s *DB) bulk(capacity int) *bulk {
+	return &bulk{args: make([]any, 0, capacity), pg: s.dialect == Postgres}
+}
+
+// arg writes the placeholder of v.
+func (q *bulk) arg(v any) {
+	q.args = append(q.args, v)
+	if q.pg {
+		q.WriteString("$" + strconv.Itoa(len(q.args)))
+	} else {
+		q.WriteByte('?')
 	}
+}
+
+// cast writes the placeholder of v cast to typ, which types VALUES lists
+// on PostgreSQL; SQLite accepts the same.
+func (q *bulk) cast(v any, typ string) {
+	q.WriteString("CAST(")
+	q.arg(v)
+	q.WriteString(" AS " + typ + ")")
+}
+
+// row writes "(a, b, ...)" for vals, with a leading comma after the first.
+func (q *bulk) row(first bool, vals ...any) {
+	if !first {
+		q.WriteString(", ")
+	}
+	q.WriteByte('(')
+	for i, v := range vals {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.arg(v)
+	}
+	q.WriteByte(')')
 }
 
 type fanoutHook struct {
@@ -80,23 +101,17 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 		}
 		for start := 0; start < len(evs); start += chunk {
 			part := evs[start:min(start+chunk, len(evs))]
-			var b strings.Builder
-			b.WriteString(`INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at) VALUES `)
-			args := make([]any, 0, len(part)*7)
+			q := s.bulk(len(part) * 7)
+			q.WriteString(`INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at) VALUES `)
 			for i, ev := range part {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				n := len(args)
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
 				var key any
 				if ev.DedupeKey != "" {
 					key = ev.DedupeKey
 				}
-				args = append(args, ev.ID, t.ClientID, session, ev.Type, key, string(ev.Payload), ms(ev.CreatedAt))
+				q.row(i == 0, ev.ID, t.ClientID, session, ev.Type, key, string(ev.Payload), ms(ev.CreatedAt))
 			}
-			b.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
-			rows, err := tx.QueryContext(ctx, b.String(), args...)
+			q.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
+			rows, err := tx.QueryContext(ctx, q.String(), q.args...)
 			if err != nil {
 				return fmt.Errorf("insert events: %w", err)
 			}
@@ -174,19 +189,14 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 	}
 	for start := 0; start < len(jobs); start += chunk {
 		part := jobs[start:min(start+chunk, len(jobs))]
-		var b strings.Builder
-		b.WriteString(`INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
+		q := s.bulk(len(part) * 10)
+		q.WriteString(`INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
 			next_attempt_at, lease_owner, lease_until, created_at, updated_at) VALUES `)
-		args := []any{ms(now), lease.Owner, until}
+		at := ms(now)
 		for i, j := range part {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			n := len(args)
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, 'pending', $1, $2, $3, $1, $1)", n+1, n+2, n+3, n+4, n+5)
-			args = append(args, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID)
+			q.row(i == 0, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID, "pending", at, lease.Owner, until, at, at)
 		}
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
 			return fmt.Errorf("insert outbox rows: %w", err)
 		}
 	}
@@ -256,16 +266,10 @@ func (s *DB) loadPayloads(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, 
 	}
 	for start := 0; start < len(ids); start += chunk {
 		part := ids[start:min(start+chunk, len(ids))]
-		var b strings.Builder
-		b.WriteString(`SELECT id, payload FROM events WHERE id IN (`)
-		for i := range part {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("$" + strconv.Itoa(i+1))
-		}
-		b.WriteString(")")
-		rows, err := tx.QueryContext(ctx, b.String(), part...)
+		q := s.bulk(len(part))
+		q.WriteString(`SELECT id, payload FROM events WHERE id IN `)
+		q.row(true, part...)
+		rows, err := tx.QueryContext(ctx, q.String(), q.args...)
 		if err != nil {
 			return fmt.Errorf("load payloads: %w", err)
 		}
@@ -370,29 +374,68 @@ func (s *DB) Complete(ctx context.Context, results []delivery.Result, minFailure
 	return disabled, err
 }
 
+// rowUpdate is the new state of one outbox row after an attempt.
+func rowUpdate(r delivery.Result) (status string, next int64, delivered sql.NullInt64) {
+	status, next = delivery.StatusPending, ms(r.NextAttemptAt)
+	switch r.Outcome {
+	case delivery.OutcomeDelivered:
+		status, next = delivery.StatusDelivered, ms(r.StartedAt)
+		delivered = sql.NullInt64{Int64: ms(r.StartedAt.Add(r.Duration)), Valid: true}
+	case delivery.OutcomeFailed:
+		status, next = delivery.StatusFailed, ms(r.StartedAt)
+	}
+	return status, next, delivered
+}
+
 func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result, now time.Time) error {
-	types := []string{"TEXT", "TEXT", "BIGINT", "TEXT", "BIGINT", "BIGINT"}
+	if s.dialect == SQLite {
+		// In-process, a prepared single-row UPDATE per result costs a few
+		// microseconds, less than SQLite's UPDATE ... FROM (VALUES) join.
+		st, err := tx.PrepareContext(ctx, `UPDATE whatsapp_webhook_events SET status = ?, attempts = attempts + 1,
+			last_status_code = ?, last_error = ?, next_attempt_at = ?, delivered_at = ?, lease_owner = '',
+			lease_until = 0, updated_at = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		at := ms(now)
+		for _, r := range done {
+			status, next, delivered := rowUpdate(r)
+			if _, err := st.ExecContext(ctx, status, r.StatusCode, r.Error, next, delivered, at, r.Job.ID); err != nil {
+				return fmt.Errorf("update outbox row: %w", err)
+			}
+		}
+		return nil
+	}
 	for start := 0; start < len(done); start += chunk {
 		part := done[start:min(start+chunk, len(done))]
-		var b strings.Builder
-		b.WriteString(`UPDATE whatsapp_webhook_events SET status = v.column2, attempts = attempts + 1,
+		q := s.bulk(1 + len(part)*6)
+		q.WriteString(`UPDATE whatsapp_webhook_events SET status = v.column2, attempts = attempts + 1,
 			last_status_code = v.column3, last_error = v.column4, next_attempt_at = v.column5,
-			delivered_at = v.column6, lease_owner = '', lease_until = 0, updated_at = $1 FROM (VALUES `)
-		args := []any{ms(now)}
-		placeholders(&b, len(part), types, 2)
-		b.WriteString(`) AS v WHERE whatsapp_webhook_events.id = v.column1`)
-		for _, r := range part {
-			status, next, delivered := delivery.StatusPending, ms(r.NextAttemptAt), sql.NullInt64{}
-			switch r.Outcome {
-			case delivery.OutcomeDelivered:
-				status, next = delivery.StatusDelivered, ms(r.StartedAt)
-				delivered = sql.NullInt64{Int64: ms(r.StartedAt.Add(r.Duration)), Valid: true}
-			case delivery.OutcomeFailed:
-				status, next = delivery.StatusFailed, ms(r.StartedAt)
+			delivered_at = v.column6, lease_owner = '', lease_until = 0, updated_at = `)
+		q.arg(ms(now))
+		q.WriteString(` FROM (VALUES `)
+		for i, r := range part {
+			status, next, delivered := rowUpdate(r)
+			if i > 0 {
+				q.WriteString(", ")
 			}
-			args = append(args, r.Job.ID, status, int64(r.StatusCode), r.Error, next, delivered)
+			q.WriteByte('(')
+			q.cast(r.Job.ID, "TEXT")
+			q.WriteString(", ")
+			q.cast(status, "TEXT")
+			q.WriteString(", ")
+			q.cast(int64(r.StatusCode), "BIGINT")
+			q.WriteString(", ")
+			q.cast(r.Error, "TEXT")
+			q.WriteString(", ")
+			q.cast(next, "BIGINT")
+			q.WriteString(", ")
+			q.cast(delivered, "BIGINT")
+			q.WriteByte(')')
 		}
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		q.WriteString(`) AS v WHERE whatsapp_webhook_events.id = v.column1`)
+		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
 			return fmt.Errorf("update outbox rows: %w", err)
 		}
 	}
@@ -402,19 +445,13 @@ func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result,
 func (s *DB) insertAttempts(ctx context.Context, tx *sql.Tx, done []delivery.Result) error {
 	for start := 0; start < len(done); start += chunk {
 		part := done[start:min(start+chunk, len(done))]
-		var b strings.Builder
-		b.WriteString(`INSERT INTO delivery_attempts (webhook_event_id, attempt, started_at, duration_ms, status_code, response_body, error) VALUES `)
-		args := make([]any, 0, len(part)*7)
+		q := s.bulk(len(part) * 7)
+		q.WriteString(`INSERT INTO delivery_attempts (webhook_event_id, attempt, started_at, duration_ms, status_code, response_body, error) VALUES `)
 		for i, r := range part {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			n := len(args)
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
-			args = append(args, r.Job.ID, r.Job.Attempts+1, ms(r.StartedAt), r.Duration.Milliseconds(),
+			q.row(i == 0, r.Job.ID, r.Job.Attempts+1, ms(r.StartedAt), r.Duration.Milliseconds(),
 				r.StatusCode, strings.ToValidUTF8(r.ResponseBody, "\uFFFD"), r.Error)
 		}
-		if err := s.insertAttemptsChecked(ctx, tx, b.String(), args, part); err != nil {
+		if err := s.insertAttemptsChecked(ctx, tx, q.String(), q.args, part); err != nil {
 			return err
 		}
 	}
@@ -464,18 +501,14 @@ func isForeignKeyViolation(err error) bool {
 func (s *DB) releaseRows(ctx context.Context, tx *sql.Tx, released []delivery.Result) error {
 	for start := 0; start < len(released); start += chunk {
 		part := released[start:min(start+chunk, len(released))]
-		var b strings.Builder
-		b.WriteString(`UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0 WHERE status = 'pending' AND id IN (`)
-		args := make([]any, len(part))
+		q := s.bulk(len(part))
+		q.WriteString(`UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0 WHERE status = 'pending' AND id IN `)
+		ids := make([]any, len(part))
 		for i, r := range part {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("$" + strconv.Itoa(i+1))
-			args[i] = r.Job.ID
+			ids[i] = r.Job.ID
 		}
-		b.WriteString(")")
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		q.row(true, ids...)
+		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
 			return fmt.Errorf("release rows: %w", err)
 		}
 	}
@@ -701,4 +734,15 @@ func (s *DB) OutboxStats(ctx context.Context) (delivery.Stats, error) {
 		st.OldestDueAge = time.Duration(now-oldest.Int64) * time.Millisecond
 	}
 	return st, err
+}
+
+// RenewLeases extends every live lease of owner to until, so rows waiting
+// in that node's memory longer than a lease are not claimed twice.
+func (s *DB) RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error) {
+	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET lease_until = $1
+		WHERE status = 'pending' AND lease_owner = $2 AND lease_until > $3`, ms(until), owner, ms(s.now()))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
