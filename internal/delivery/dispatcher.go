@@ -9,12 +9,12 @@ import "sync"
 // A webhook's queue is bounded too (parkLimit), so a dead endpoint cannot
 // fill the memory that the others need: jobs past it are given back.
 type dispatcher struct {
-	mu       sync.Mutex
-	cond     *sync.Cond
-	ready    fifo
-	parked   map[string]*fifo
-	active   map[string]int // per webhook: jobs in ready plus in flight
-	queued   int            // every job held: ready, parked and in flight
+	mu        sync.Mutex
+	cond      *sync.Cond
+	ready     fifo
+	parked    map[string]*fifo
+	active    map[string]int // per webhook: jobs in ready plus in flight
+	queued    int            // every job held: ready, parked and in flight
 	perHook   int
 	parkLimit int
 	capacity  int
