@@ -66,7 +66,6 @@ type Metrics struct {
 	disabled     *prometheus.CounterVec
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
-	scrapeErrors *prometheus.CounterVec
 }
 
 var _ delivery.Metrics = (*Metrics)(nil)
@@ -121,10 +120,6 @@ func New(o Options) *Metrics {
 			Help:    "HTTP request duration by route pattern and method.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "method"}),
-		scrapeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wagate_metrics_scrape_errors_total",
-			Help: "Failures to read a scrape-time gauge from the database, by source (outbox, sessions).",
-		}, []string{"source"}),
 	}
 	ver, commit := o.Version, o.Commit
 	if ver == "" {
@@ -147,16 +142,13 @@ func New(o Options) *Metrics {
 	for _, c := range []string{"gone", "failing", "other"} {
 		m.disabled.WithLabelValues(c)
 	}
-	for _, s := range []string{"outbox", "sessions"} {
-		m.scrapeErrors.WithLabelValues(s)
-	}
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo, m.deliveries, m.attemptDur, m.latency, m.inbound, m.disabled,
-		m.httpRequests, m.httpDuration, m.scrapeErrors,
-		newStateCollector(o, m.scrapeErrors),
+		m.httpRequests, m.httpDuration,
+		newStateCollector(o),
 	)
 	return m
 }
@@ -281,10 +273,10 @@ func unauthorized(w http.ResponseWriter, msg string) {
 // (several Prometheus servers, a curl loop) cost at most one query per TTL.
 type stateCollector struct {
 	o      Options
-	errs   *prometheus.CounterVec
 	outbox *prometheus.Desc
 	oldest *prometheus.Desc
 	sess   *prometheus.Desc
+	errs   *prometheus.Desc
 
 	mu         sync.Mutex
 	at         time.Time
@@ -292,9 +284,13 @@ type stateCollector struct {
 	statsErr   error
 	sessions   []SessionCount
 	sessionErr error
+	// Failed readings by source. Counted here rather than in a registered
+	// CounterVec: the registry collects collectors concurrently, so a
+	// separate counter could be gathered before this scrape's failure.
+	outboxErrors, sessionErrors uint64
 }
 
-func newStateCollector(o Options, errs *prometheus.CounterVec) *stateCollector {
+func newStateCollector(o Options) *stateCollector {
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = 2 * time.Second
 	}
@@ -305,8 +301,7 @@ func newStateCollector(o Options, errs *prometheus.CounterVec) *stateCollector {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &stateCollector{
-		o:    o,
-		errs: errs,
+		o: o,
 		outbox: prometheus.NewDesc("wagate_outbox_events",
 			"Outbox rows by status: pending (waiting or in flight), due (pending and due now), failed (retries spent).",
 			[]string{"status"}, nil),
@@ -314,10 +309,13 @@ func newStateCollector(o Options, errs *prometheus.CounterVec) *stateCollector {
 			"How long the oldest due pending row has been due; 0 when none is due.", nil, nil),
 		sess: prometheus.NewDesc("wagate_sessions",
 			"WhatsApp sessions by status and engine.", []string{"status", "engine"}, nil),
+		errs: prometheus.NewDesc("wagate_metrics_scrape_errors_total",
+			"Failures to read a scrape-time gauge from the database, by source (outbox, sessions).", []string{"source"}, nil),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.errs
 	if c.o.OutboxStats != nil {
 		ch <- c.outbox
 		ch <- c.oldest
@@ -339,14 +337,14 @@ func (c *stateCollector) refresh() {
 	if c.o.OutboxStats != nil {
 		c.stats, c.statsErr = c.o.OutboxStats(ctx)
 		if c.statsErr != nil {
-			c.errs.WithLabelValues("outbox").Inc()
+			c.outboxErrors++
 			c.o.Log.Warn("metrics: read outbox stats", "err", c.statsErr)
 		}
 	}
 	if c.o.Sessions != nil {
 		c.sessions, c.sessionErr = c.o.Sessions(ctx)
 		if c.sessionErr != nil {
-			c.errs.WithLabelValues("sessions").Inc()
+			c.sessionErrors++
 			c.o.Log.Warn("metrics: count sessions", "err", c.sessionErr)
 		}
 	}
@@ -360,6 +358,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.refresh()
+	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(c.outboxErrors), "outbox")
+	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(c.sessionErrors), "sessions")
 	if c.o.OutboxStats != nil && c.statsErr == nil {
 		st := c.stats
 		ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, float64(st.Pending), "pending")

@@ -101,7 +101,7 @@
           el("span", { class: "type", text: refName(ps) || typeOf(rs) }),
           req.indexOf(p) >= 0 ? el("span", { class: "req", text: " required" }) : null);
         var notes = [];
-        if (rs.description) notes.push(rs.description);
+        if (rs.description) notes.push(String(rs.description).trim().replace(/\.$/, ""));
         if (rs.enum) notes.push("one of: " + rs.enum.map(String).join(", "));
         if (rs.default !== undefined) notes.push("default: " + JSON.stringify(rs.default));
         if (rs.minimum !== undefined || rs.maximum !== undefined) notes.push("range: " + (rs.minimum !== undefined ? rs.minimum : "") + ".." + (rs.maximum !== undefined ? rs.maximum : ""));
@@ -248,7 +248,7 @@
 
   function render() {
     var info = spec.info || {};
-    document.getElementById("title").textContent = (info.title || "API") + (info.version ? " " + info.version : "");
+    document.getElementById("title").textContent = (info.title || "API") + (info.version ? " — API version " + info.version : "");
     var sub = document.getElementById("subtitle");
     sub.textContent = "";
     sub.appendChild(prose(info.description));

@@ -30,60 +30,86 @@ func Spec() []byte {
 	return b
 }
 
-// JSON returns the spec converted to JSON.
+// JSON returns the spec converted to JSON. Keys keep the order they have in
+// the YAML, so /docs lists paths and properties as the spec is written.
 func JSON() ([]byte, error) {
-	var doc any
+	var doc yaml.Node
 	if err := yaml.Unmarshal(Spec(), &doc); err != nil {
 		return nil, fmt.Errorf("openapi.yaml: %w", err)
 	}
-	doc, err := jsonable(doc)
-	if err != nil {
-		return nil, err
-	}
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(doc); err != nil {
+	if err := writeJSON(&buf, &doc); err != nil {
+		return nil, fmt.Errorf("openapi.yaml: %w", err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, buf.Bytes(), "", "  "); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
-// jsonable turns what yaml.v3 decodes into values encoding/json accepts:
-// map keys must be strings (a YAML key like 200 is decoded as an int).
-func jsonable(v any) (any, error) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			y, err := jsonable(x)
-			if err != nil {
-				return nil, err
-			}
-			t[k] = y
+// writeJSON writes a YAML node as JSON. Mapping keys are written as strings
+// (a YAML key like 200 is the status code "200" in OpenAPI).
+func writeJSON(buf *bytes.Buffer, n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) != 1 {
+			return fmt.Errorf("line %d: expected one document", n.Line)
 		}
-		return t, nil
-	case map[any]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			y, err := jsonable(x)
-			if err != nil {
-				return nil, err
+		return writeJSON(buf, n.Content[0])
+	case yaml.AliasNode:
+		return writeJSON(buf, n.Alias)
+	case yaml.MappingNode:
+		buf.WriteByte('{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if i > 0 {
+				buf.WriteByte(',')
 			}
-			out[fmt.Sprint(k)] = y
-		}
-		return out, nil
-	case []any:
-		for i, x := range t {
-			y, err := jsonable(x)
-			if err != nil {
-				return nil, err
+			if err := writeScalar(buf, n.Content[i].Value); err != nil {
+				return err
 			}
-			t[i] = y
+			buf.WriteByte(':')
+			if err := writeJSON(buf, n.Content[i+1]); err != nil {
+				return err
+			}
 		}
-		return t, nil
+		buf.WriteByte('}')
+		return nil
+	case yaml.SequenceNode:
+		buf.WriteByte('[')
+		for i, c := range n.Content {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if err := writeJSON(buf, c); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte(']')
+		return nil
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!str", "!!timestamp", "!!binary":
+			return writeScalar(buf, n.Value)
+		}
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return writeScalar(buf, v)
 	}
-	return v, nil
+	return fmt.Errorf("line %d: unsupported YAML node", n.Line)
+}
+
+func writeScalar(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	buf.Truncate(buf.Len() - 1) // Encode's newline
+	return nil
 }
 
 // Mount registers GET /openapi.json and GET /docs on mux. Both bodies are

@@ -18,6 +18,8 @@ import (
 	"github.com/pb33f/libopenapi/datamodel/high/base"
 	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/wagate/wagate/internal/openapi"
 )
 
@@ -178,9 +180,14 @@ func TestOpenAPIJSONServed(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("GET /openapi.json: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	raw, _ := io.ReadAll(resp.Body)
 	var got map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatal(err)
+	}
+	// Keys keep the spec's order, so the docs page follows it.
+	if i, j := bytes.Index(raw, []byte(`"/healthz"`)), bytes.Index(raw, []byte(`"/api/admin/clients"`)); i < 0 || j < i {
+		t.Error("paths are not in the order of openapi.yaml")
 	}
 	want, _ := openapi.JSON()
 	var w map[string]any
@@ -250,6 +257,30 @@ func validateValue(t *testing.T, where string, sp *base.SchemaProxy, v any) int 
 func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
+// TestSpecHasNoImplicitNulls catches a YAML trap: in a flow mapping such as
+// { description: Text, caption or emoji }, commas split the description
+// into keys with empty (null) values, which JSON Schema silently ignores.
+func TestSpecHasNoImplicitNulls(t *testing.T) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(openapi.Spec(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if v := n.Content[i+1]; v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Value == "" {
+					t.Errorf("openapi.yaml line %d: key %q has no value (quote a text that holds commas)", n.Content[i].Line, n.Content[i].Value)
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&doc)
 }
 
 func between(s, a, b string) string {
