@@ -104,19 +104,20 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 
 	m.API = httpapi.New(httpapi.Config{
-		Log:          m.Log,
-		Clients:      m.Clients,
-		AdminToken:   m.AdminToken,
-		MaxBodyBytes: m.Config.MaxBodyBytes,
-		RateLimit:    m.Config.RateLimit,
-		RateBurst:    m.Config.RateBurst,
-		Version:      Version(),
-		Webhooks:     m.webhookService(),
-		Deliveries:   m.deliveryService(),
-		Sessions:     m.sessionService(),
-		StopClient:   m.stopClient,
-		Observe:      m.metrics().ObserveRequest,
-		Extra:        m.mountExtra,
+		Log:               m.Log,
+		Clients:           m.Clients,
+		AdminToken:        m.AdminToken,
+		MaxBodyBytes:      m.Config.MaxBodyBytes,
+		MaxMediaBodyBytes: m.Config.MaxMediaBody,
+		RateLimit:         m.Config.RateLimit,
+		RateBurst:         m.Config.RateBurst,
+		Version:           Version(),
+		Webhooks:          m.webhookService(),
+		Deliveries:        m.deliveryService(),
+		Sessions:          m.sessionService(),
+		StopClient:        m.stopClient,
+		Observe:           m.metrics().ObserveRequest,
+		Extra:             m.mountExtra,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()

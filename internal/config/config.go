@@ -30,6 +30,7 @@ type Config struct {
 	RateLimit      float64 // requests per second per client
 	RateBurst      int
 	MaxBodyBytes   int64
+	MaxMediaBody   int64 // body limit of the send route (base64 media)
 	ShutdownGrace  time.Duration
 	MetricsToken   string
 	Engine         string // default engine for new sessions
@@ -78,6 +79,7 @@ func Load(getenv Getenv, dotenv string) (*Config, error) {
 		RateLimit:           p.float("WAGATE_RATE_LIMIT", 200),
 		RateBurst:           p.int("WAGATE_RATE_BURST", 400),
 		MaxBodyBytes:        int64(p.int("WAGATE_MAX_BODY_BYTES", 1<<20)),
+		MaxMediaBody:        int64(p.int("WAGATE_MAX_MEDIA_BODY_BYTES", 90<<20)),
 		ShutdownGrace:       p.duration("WAGATE_SHUTDOWN_GRACE", 15*time.Second),
 		MetricsToken:        p.str("WAGATE_METRICS_TOKEN", ""),
 		Engine:              p.oneOf("WAGATE_ENGINE", "whatsmeow", "whatsmeow", "sandbox"),
@@ -103,6 +105,8 @@ func Load(getenv Getenv, dotenv string) (*Config, error) {
 		return nil, fmt.Errorf("WAGATE_RATE_BURST: must be >= 1")
 	case c.MaxBodyBytes < 1024:
 		return nil, fmt.Errorf("WAGATE_MAX_BODY_BYTES: must be >= 1024")
+	case c.MaxMediaBody < c.MaxBodyBytes:
+		return nil, fmt.Errorf("WAGATE_MAX_MEDIA_BODY_BYTES: must be >= WAGATE_MAX_BODY_BYTES")
 	case c.WebhookTimeout <= 0:
 		return nil, fmt.Errorf("WAGATE_WEBHOOK_TIMEOUT: must be > 0")
 	case c.Workers < 1:

@@ -76,7 +76,7 @@ func (s *Server) outer(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		r = r.WithContext(context.WithValue(r.Context(), keyRequestID, id))
-		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
@@ -106,6 +106,17 @@ func (s *Server) outer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// bodyLimit is the request body limit of the route r goes to: media sends
+// carry base64 files, everything else is small.
+func (s *Server) bodyLimit(r *http.Request) int64 {
+	if r.Method == http.MethodPost && r.ContentLength != 0 && s.maxMediaBody > s.maxBody {
+		if _, pattern := s.mux.Handler(r); pattern == sendPattern {
+			return s.maxMediaBody
+		}
+	}
+	return s.maxBody
 }
 
 func validRequestID(id string) bool {
@@ -168,3 +179,6 @@ func (l *limiter) allow(clientID int64, now time.Time) (bool, time.Duration) {
 func retryAfterSeconds(d time.Duration) string {
 	return strconv.Itoa(int(math.Ceil(d.Seconds())))
 }
+
+// sendPattern is the route whose body may carry a base64 media file.
+const sendPattern = "POST /api/whatsapp/sessions/{id}/messages"

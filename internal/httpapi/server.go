@@ -27,9 +27,12 @@ type Config struct {
 	Clients      ClientService
 	AdminToken   string
 	MaxBodyBytes int64
-	RateLimit    float64 // requests per second per client
-	RateBurst    int
-	Version      string
+	// MaxMediaBodyBytes bounds the send route, whose body may carry a
+	// base64 file; default 90 MiB (a 64 MiB document, encoded).
+	MaxMediaBodyBytes int64
+	RateLimit         float64 // requests per second per client
+	RateBurst         int
+	Version           string
 	// Ready reports whether the node can serve (database reachable, schema current).
 	Ready func(ctx context.Context) error
 	// StopClient stops a client's sessions before the client is deleted.
@@ -48,41 +51,46 @@ type Config struct {
 
 // Server is the HTTP API.
 type Server struct {
-	log        *slog.Logger
-	clients    ClientService
-	adminToken string
-	maxBody    int64
-	limit      *limiter
-	version    string
-	ready      func(ctx context.Context) error
-	stopClient func(ctx context.Context, clientID int64) error
-	observe    RequestObserver
-	webhooks   WebhookService
-	sessions   SessionService
-	deliveries DeliveryService
-	mux        *http.ServeMux
-	handler    http.Handler
+	log          *slog.Logger
+	clients      ClientService
+	adminToken   string
+	maxBody      int64
+	maxMediaBody int64
+	limit        *limiter
+	version      string
+	ready        func(ctx context.Context) error
+	stopClient   func(ctx context.Context, clientID int64) error
+	observe      RequestObserver
+	webhooks     WebhookService
+	sessions     SessionService
+	deliveries   DeliveryService
+	mux          *http.ServeMux
+	handler      http.Handler
 }
 
 // New builds the server and its routes.
 func New(cfg Config) *Server {
 	s := &Server{
-		log:        cfg.Log,
-		clients:    cfg.Clients,
-		adminToken: cfg.AdminToken,
-		maxBody:    cfg.MaxBodyBytes,
-		limit:      newLimiter(cfg.RateLimit, cfg.RateBurst),
-		version:    cfg.Version,
-		ready:      cfg.Ready,
-		stopClient: cfg.StopClient,
-		observe:    cfg.Observe,
-		webhooks:   cfg.Webhooks,
-		sessions:   cfg.Sessions,
-		deliveries: cfg.Deliveries,
-		mux:        http.NewServeMux(),
+		log:          cfg.Log,
+		clients:      cfg.Clients,
+		adminToken:   cfg.AdminToken,
+		maxBody:      cfg.MaxBodyBytes,
+		maxMediaBody: cfg.MaxMediaBodyBytes,
+		limit:        newLimiter(cfg.RateLimit, cfg.RateBurst),
+		version:      cfg.Version,
+		ready:        cfg.Ready,
+		stopClient:   cfg.StopClient,
+		observe:      cfg.Observe,
+		webhooks:     cfg.Webhooks,
+		sessions:     cfg.Sessions,
+		deliveries:   cfg.Deliveries,
+		mux:          http.NewServeMux(),
 	}
 	if s.maxBody == 0 {
 		s.maxBody = 1 << 20
+	}
+	if s.maxMediaBody == 0 {
+		s.maxMediaBody = 90 << 20
 	}
 	if s.limit.rate == 0 {
 		s.limit = newLimiter(200, 400)
