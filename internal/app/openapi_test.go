@@ -84,7 +84,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	// of /api/ or the mux's 404.
 	for _, r := range documented {
 		method, path, _ := strings.Cut(r, " ")
-		path = strings.NewReplacer("{id}", "1", "{eventId}", "1").Replace(path)
+		path = strings.NewReplacer("{id}", "1", "{eventId}", "1", "{messageId}", "1").Replace(path)
 		req := httptest.NewRequest(method, path, nil)
 		if _, pattern := m.API.Mux().Handler(req); pattern == "" || pattern == "/api/" {
 			t.Errorf("%s: no route of its own (pattern %q)", r, pattern)
@@ -128,6 +128,9 @@ func TestOpenAPIExamplesAgainstServer(t *testing.T) {
 		}
 		return eventID != ""
 	})
+	// An inbound image, whose file the media route returns.
+	mediaID := inject(t, c, sessionID, map[string]any{"from": "5511977776666", "type": "image", "mime_type": "image/png",
+		"media_base64": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="})[0]
 	params := func(path string) string {
 		var id string
 		switch {
@@ -138,7 +141,7 @@ func TestOpenAPIExamplesAgainstServer(t *testing.T) {
 		case strings.HasPrefix(path, "/api/whatsapp/sessions/"):
 			id = sessionID
 		}
-		return strings.NewReplacer("{id}", id, "{eventId}", eventID).Replace(path)
+		return strings.NewReplacer("{id}", id, "{eventId}", eventID, "{messageId}", mediaID).Replace(path)
 	}
 
 	var ops []specOp

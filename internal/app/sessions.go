@@ -34,14 +34,20 @@ func (m *Main) startSessions(ctx context.Context) error {
 	// Media URLs are fetched under the same SSRF policy as webhooks: the
 	// operator's allow-list is the one exception to "public addresses only".
 	guard := ssrf.New(m.Config.WebhookAllowCIDRs)
-	mgr, err := sessions.NewManager(sessions.Options{
+	opts := sessions.Options{
 		Store:         m.DB,
 		Publisher:     m.Publisher,
 		Engines:       engines,
 		DefaultEngine: m.Config.Engine,
 		Log:           log,
 		HTTPClient:    sessions.NewMediaClient(guard),
-	})
+	}
+	if m.Secrets != nil {
+		// Media references hold the files' decryption keys: sealed at rest
+		// with the key of the webhook secrets.
+		opts.Sealer = m.Secrets
+	}
+	mgr, err := sessions.NewManager(opts)
 	if err != nil {
 		return err
 	}

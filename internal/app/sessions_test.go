@@ -195,7 +195,7 @@ func TestSessionsEndToEnd(t *testing.T) {
 // client's session as absent, and bad input with a 4xx envelope.
 func TestSessionRoutesScopedAndValidated(t *testing.T) {
 	t.Parallel()
-	m := startServer(t, store.SQLite, map[string]string{"WAGATE_MAX_BODY_BYTES": "262144"})
+	m := startServer(t, store.SQLite, map[string]string{"WAGATE_MAX_BODY_BYTES": "262144", "WAGATE_MAX_MEDIA_BODY_BYTES": "262144"})
 	owner, _ := newClient(t, m, "owner")
 	intruder, _ := newClient(t, m, "intruder")
 	theirs := linkedSandbox(t, owner, "u1", "5511999999999")
@@ -216,6 +216,7 @@ func TestSessionRoutesScopedAndValidated(t *testing.T) {
 		{"POST", "/reconnect", nil},
 		{"POST", "/messages", text},
 		{"POST", "/read", map[string]any{"chat": "5511988887777", "message_ids": []string{"A"}}},
+		{"GET", "/media/3EB0A", nil},
 		{"POST", "/sandbox/scan", nil},
 		{"POST", "/sandbox/messages", map[string]any{"from": "5511988887777", "content": "x"}},
 		{"POST", "/sandbox/receipts", map[string]any{"message_ids": []string{"A"}, "type": "read"}},

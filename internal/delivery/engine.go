@@ -233,7 +233,7 @@ func (e *Engine) Publish(ctx context.Context, s sessions.Session, evs []events.I
 		if err != nil {
 			return 0, errs.Wrap(errs.Invalid, err, "event cannot be encoded")
 		}
-		list = append(list, NewEvent{ID: id, Type: in.Type, DedupeKey: in.Key(), Payload: payload, CreatedAt: now})
+		list = append(list, NewEvent{ID: id, Type: in.Type, DedupeKey: in.Key(), Payload: payload, CreatedAt: now, Media: in.Media})
 	}
 	return e.ingest(ctx, Target{ClientID: s.ClientID, SessionID: s.ID, PhoneNumber: s.PhoneNumber}, list)
 }

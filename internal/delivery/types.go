@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/wagate/wagate/internal/events"
 )
 
 // Event statuses, stored in whatsapp_webhook_events.status.
@@ -134,6 +136,9 @@ type NewEvent struct {
 	DedupeKey string // "" = never deduplicated
 	Payload   []byte
 	CreatedAt time.Time
+	// Media is stored with the event (media_refs, same transaction) when the
+	// event is new; it is never part of Payload.
+	Media *events.MediaRef
 }
 
 // NewID returns a time-ordered UUID (v7), which keeps index inserts local.

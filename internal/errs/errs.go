@@ -25,6 +25,7 @@ const (
 	Unavailable      Code = "UNAVAILABLE"
 	Internal         Code = "INTERNAL_ERROR"
 	MethodNotAllowed Code = "METHOD_NOT_ALLOWED"
+	Gone             Code = "MEDIA_EXPIRED" // a media file WhatsApp no longer keeps
 )
 
 // Error is a failure with a code and a message safe to show to the caller.

@@ -5,6 +5,7 @@ package events
 
 import (
 	"encoding/json"
+	"log/slog"
 	"time"
 )
 
@@ -38,6 +39,40 @@ type Inbound struct {
 	// DedupeKey makes a redelivery of the same event a no-op. Empty means
 	// DefaultDedupeKey is used.
 	DedupeKey string
+	// Media, on a message with a file (image, video, audio, document,
+	// sticker), is what fetching that file later needs. It is stored with
+	// the event, in the same transaction, and never put in the payload.
+	Media *MediaRef
+}
+
+// MediaRef is how an engine finds the file of an inbound media message
+// again (GET /api/whatsapp/sessions/{id}/media/{message_id}).
+//
+// Ref is opaque and engine-specific. For WhatsApp it holds the file's
+// decryption key, so it is a secret: the session manager seals it before it
+// is stored, and String and LogValue hide it so that it cannot reach a log
+// by accident. It is never serialised into webhook payloads.
+type MediaRef struct {
+	// MessageID names the file in the API. The session manager sets it from
+	// Inbound.MessageID before the event is stored.
+	MessageID string
+	Ref       []byte
+	MimeType  string
+	FileName  string
+	Size      int64 // bytes, as the sender announced it; 0 when unknown
+}
+
+// String keeps Ref out of formatted output (%v of an Inbound included).
+func (m MediaRef) String() string {
+	return "MediaRef{mime_type: " + m.MimeType + ", ref: [redacted]}"
+}
+
+// GoString does the same for %#v.
+func (m MediaRef) GoString() string { return m.String() }
+
+// LogValue keeps Ref out of structured logs.
+func (m MediaRef) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("mime_type", m.MimeType), slog.Int64("size", m.Size), slog.String("ref", "[redacted]"))
 }
 
 // Key returns the key that identifies this event within its session.

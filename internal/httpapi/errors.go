@@ -23,6 +23,7 @@ var statusOf = map[errs.Code]int{
 	errs.NotConnected:     http.StatusConflict,
 	errs.MethodNotAllowed: http.StatusMethodNotAllowed,
 	errs.Unavailable:      http.StatusServiceUnavailable,
+	errs.Gone:             http.StatusGone,
 	errs.Internal:         http.StatusInternalServerError,
 }
 

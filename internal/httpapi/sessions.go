@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ type SessionService interface {
 	Delete(ctx context.Context, clientID int64, id string) error
 	Send(ctx context.Context, clientID int64, id string, req sessions.SendRequest, idempotencyKey string) (sessions.SendResponse, error)
 	MarkRead(ctx context.Context, clientID int64, id string, req sessions.ReadRequest) error
+	Media(ctx context.Context, clientID int64, id, messageID string) (sessions.MediaFile, error)
 
 	SandboxScan(ctx context.Context, clientID int64, id string) (sessions.Info, error)
 	SandboxInject(ctx context.Context, clientID int64, id string, msgs []sessions.SimMessage) ([]string, error)
@@ -42,6 +45,7 @@ func (s *Server) sessionRoutes() {
 	s.handle("POST /api/whatsapp/sessions/{id}/reconnect", s.client(s.reconnectSession))
 	s.handle("POST /api/whatsapp/sessions/{id}/messages", s.client(s.sendMessage))
 	s.handle("POST /api/whatsapp/sessions/{id}/read", s.client(s.markRead))
+	s.handle("GET /api/whatsapp/sessions/{id}/media/{messageId}", s.client(s.sessionMedia))
 	s.handle("POST /api/whatsapp/sessions/{id}/sandbox/scan", s.client(s.sandboxScan))
 	s.handle("POST /api/whatsapp/sessions/{id}/sandbox/messages", s.client(s.sandboxMessages))
 	s.handle("POST /api/whatsapp/sessions/{id}/sandbox/receipts", s.client(s.sandboxReceipts))
@@ -209,6 +213,10 @@ func (s *Server) reconnectSession(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
+// sendMessage sends one message (sessions.SendRequest). For a reply
+// (reply_to) or a reaction (message_id), target_sender names the author of
+// that message, so a message wagate has not seen recently can be quoted or
+// reacted to as well.
 func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) error {
 	var req sessions.SendRequest
 	if err := decode(r, &req); err != nil {
@@ -237,6 +245,32 @@ func (s *Server) markRead(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"message_ids": req.MessageIDs, "status": "read"})
+	return nil
+}
+
+// mediaMaxAge is how long clients may cache a file: a message's file
+// never changes, but the answer is private to the client's token.
+const mediaMaxAge = 24 * time.Hour
+
+// sessionMedia answers the file of an inbound media message, as is.
+func (s *Server) sessionMedia(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.sessions.Media(r.Context(), clientFrom(r.Context()).ID, r.PathValue("id"), r.PathValue("messageId"))
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.MimeType)
+	h.Set("Content-Length", strconv.Itoa(len(f.Data)))
+	h.Set("Cache-Control", "private, max-age="+strconv.Itoa(int(mediaMaxAge.Seconds())))
+	// The type is the sender's claim: a browser must not sniff another, and
+	// a file claiming text/html must not run scripts on the API's origin.
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox")
+	if cd := mime.FormatMediaType("inline", map[string]string{"filename": f.FileName}); f.FileName != "" && cd != "" {
+		h.Set("Content-Disposition", cd) // filename*=utf-8''… when not plain ASCII
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(f.Data)
 	return nil
 }
 
@@ -308,6 +342,7 @@ type sentView struct {
 	VCard     string    `json:"vcard,omitempty"`
 	Emoji     *string   `json:"emoji,omitempty"`
 	Target    string    `json:"target_message_id,omitempty"`
+	TargetBy  string    `json:"target_sender,omitempty"`
 }
 
 func (s *Server) sandboxSent(w http.ResponseWriter, r *http.Request) error {
@@ -320,7 +355,8 @@ func (s *Server) sandboxSent(w http.ResponseWriter, r *http.Request) error {
 		o := m.Message
 		v := sentView{MessageID: m.MessageID, Timestamp: m.Timestamp, To: o.To, Type: o.Type, Text: o.Text,
 			Caption: o.Caption, ReplyTo: o.ReplyTo, MimeType: o.MimeType, FileName: o.FileName, MediaSize: len(o.Media),
-			Latitude: o.Latitude, Longitude: o.Longitude, Name: o.Name, Address: o.Address, VCard: o.VCard, Target: o.TargetID}
+			Latitude: o.Latitude, Longitude: o.Longitude, Name: o.Name, Address: o.Address, VCard: o.VCard, Target: o.TargetID,
+			TargetBy: o.TargetSender}
 		if o.Type == sessions.KindReaction {
 			v.Emoji = &o.Emoji
 		}

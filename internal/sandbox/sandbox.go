@@ -11,11 +11,14 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"log/slog"
+	"mime"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -335,6 +338,29 @@ func (c *conn) ack(messageID, from, chat, kind string) events.Inbound {
 	}
 }
 
+// Download implements sessions.Conn: a sandbox media reference is the
+// injected file itself. Like WhatsApp, it serves files to a connected
+// device only.
+func (c *conn) Download(ctx context.Context, ref []byte, maxBytes int64) ([]byte, string, error) {
+	c.mu.Lock()
+	err := c.requireConnected()
+	c.mu.Unlock()
+	if err != nil {
+		return nil, "", err
+	}
+	if maxBytes > 0 && int64(len(ref)) > maxBytes {
+		return nil, "", errs.E(errs.TooLarge, "the file is %d bytes; the limit is %d", len(ref), maxBytes)
+	}
+	return bytes.Clone(ref), "", nil
+}
+
+// MaxMediaBytes bounds the file of an injected message: the sandbox keeps
+// it in the database, sealed, as a real message's reference.
+const MaxMediaBytes = 5 << 20
+
+// mediaKinds are the injected kinds that may carry a file.
+var mediaKinds = map[string]bool{"image": true, "video": true, "audio": true, "document": true, "sticker": true}
+
 // Message kinds an injected message may have.
 var injectKinds = map[string]bool{
 	"text": true, "image": true, "video": true, "audio": true, "document": true,
@@ -412,6 +438,10 @@ func (c *conn) inbound(m sessions.SimMessage, now time.Time) (events.Inbound, er
 	md["is_group"] = strings.HasSuffix(chat, "@"+sessions.ServerGroup)
 	md["from_me"] = false
 	md["sandbox"] = true
+	media, err := injectedMedia(m, kind, md)
+	if err != nil {
+		return events.Inbound{}, err
+	}
 	typ := events.TypeMessage
 	if kind == "reaction" {
 		typ = events.TypeReaction
@@ -425,7 +455,57 @@ func (c *conn) inbound(m sessions.SimMessage, now time.Time) (events.Inbound, er
 		Kind:      kind,
 		Content:   m.Content,
 		Metadata:  md,
+		Media:     media,
 	}, nil
+}
+
+// injectedMedia decodes an injected file into its media reference and
+// announces it in md as whatsmeow announces a real one (mime_type,
+// file_size, file_name), never with its bytes.
+func injectedMedia(m sessions.SimMessage, kind string, md map[string]any) (*events.MediaRef, error) {
+	if m.MediaBase64 == "" {
+		if m.MimeType != "" || m.FileName != "" {
+			return nil, errs.E(errs.Invalid, "mime_type and file_name describe media_base64, which is missing")
+		}
+		return nil, nil
+	}
+	if !mediaKinds[kind] {
+		return nil, errs.E(errs.Invalid, "media_base64 is for image, video, audio, document and sticker messages, not %s", kind)
+	}
+	// base64 is 4/3 of the bytes: refuse a far too long text before decoding it.
+	if len(m.MediaBase64) > MaxMediaBytes/3*4+1024 {
+		return nil, errs.E(errs.TooLarge, "media_base64 is larger than the sandbox limit of %d bytes", MaxMediaBytes)
+	}
+	data, hint, err := sessions.DecodeBase64Media(m.MediaBase64)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == 0 {
+		return nil, errs.E(errs.Invalid, "media_base64 is empty")
+	}
+	if len(data) > MaxMediaBytes {
+		return nil, errs.E(errs.TooLarge, "media is %d bytes; the sandbox limit is %d", len(data), MaxMediaBytes)
+	}
+	if len(m.FileName) > 255 || strings.ContainsAny(m.FileName, "/\\\x00") {
+		return nil, errs.E(errs.Invalid, "file_name must be a plain file name of at most 255 bytes")
+	}
+	mt := m.MimeType
+	if mt == "" {
+		mt = hint
+	}
+	if mt != "" {
+		if _, _, err := mime.ParseMediaType(mt); err != nil {
+			return nil, errs.E(errs.Invalid, "mime_type %q is not a media type", mt)
+		}
+	} else {
+		mt = http.DetectContentType(data)
+	}
+	md["mime_type"] = mt
+	md["file_size"] = len(data)
+	if m.FileName != "" {
+		md["file_name"] = m.FileName
+	}
+	return &events.MediaRef{Ref: data, MimeType: mt, FileName: m.FileName, Size: int64(len(data))}, nil
 }
 
 // InjectReceipts implements sessions.Simulator.

@@ -1,7 +1,9 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"regexp"
 	"sort"
 	"sync"
@@ -276,5 +278,74 @@ func TestInjection(t *testing.T) {
 	}
 	if n := len(e.Sent("s1")); n != 2 {
 		t.Fatalf("kept %d sends", n)
+	}
+}
+
+// TestInjectedMedia: an injected file becomes the event's media reference,
+// announced in metadata without its bytes, and Download returns it.
+func TestInjectedMedia(t *testing.T) {
+	t.Parallel()
+	e := sandbox.New(sandbox.Options{})
+	ctx := context.Background()
+	c, sim, sink := open(t, e, sessions.Session{ID: "s1", PhoneNumber: "5511999999999", JID: "5511999999999@s.whatsapp.net"})
+	png, _ := base64.StdEncoding.DecodeString("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+	pdf := []byte("%PDF-1.4 hello")
+
+	if _, _, err := c.Download(ctx, png, 0); !errs.Is(err, errs.NotConnected) {
+		t.Fatalf("download before connecting: %v", err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := sim.InjectMessages(ctx, []sessions.SimMessage{
+		{From: "5511988887777", Type: "image", Content: "a pixel", MediaBase64: base64.StdEncoding.EncodeToString(png)},
+		{From: "5511988887777", Type: "document", MediaBase64: "data:application/pdf;base64," + base64.StdEncoding.EncodeToString(pdf), FileName: "nota fiscal.pdf"},
+		{From: "5511988887777", Type: "image", Content: "no file"},
+	})
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("inject: %v %v", ids, err)
+	}
+	evs := sink.events()
+	img, doc, bare := evs[0], evs[1], evs[2]
+	if img.Media == nil || !bytes.Equal(img.Media.Ref, png) || img.Media.MimeType != "image/png" || img.Media.Size != int64(len(png)) ||
+		img.Metadata["mime_type"] != "image/png" || img.Metadata["file_size"] != len(png) {
+		t.Fatalf("image event: %+v %v", img.Media, img.Metadata)
+	}
+	if doc.Media == nil || doc.Media.MimeType != "application/pdf" || doc.Media.FileName != "nota fiscal.pdf" || doc.Metadata["file_name"] != "nota fiscal.pdf" {
+		t.Fatalf("document event: %+v %v", doc.Media, doc.Metadata)
+	}
+	if bare.Media != nil {
+		t.Fatalf("image without a file has a reference: %+v", bare.Media)
+	}
+	for _, ev := range evs {
+		for k, v := range ev.Metadata {
+			if s, ok := v.(string); ok && len(s) > 40 {
+				t.Errorf("metadata %s carries a long value (the file?): %q", k, s)
+			}
+		}
+	}
+	data, mt, err := c.Download(ctx, img.Media.Ref, 1<<20)
+	if err != nil || !bytes.Equal(data, png) || mt != "" {
+		t.Fatalf("download: %v %q %v", len(data), mt, err)
+	}
+	if _, _, err := c.Download(ctx, img.Media.Ref, 10); !errs.Is(err, errs.TooLarge) {
+		t.Fatalf("download over the limit: %v", err)
+	}
+
+	bad := []struct {
+		m    sessions.SimMessage
+		code errs.Code
+	}{
+		{sessions.SimMessage{From: "5511988887777", Type: "text", Content: "x", MediaBase64: "aGk="}, errs.Invalid},
+		{sessions.SimMessage{From: "5511988887777", Type: "image", MediaBase64: "not base64!"}, errs.Invalid},
+		{sessions.SimMessage{From: "5511988887777", Type: "image", MediaBase64: "aGk=", MimeType: "no type"}, errs.Invalid},
+		{sessions.SimMessage{From: "5511988887777", Type: "document", MediaBase64: "aGk=", FileName: "../etc/passwd"}, errs.Invalid},
+		{sessions.SimMessage{From: "5511988887777", Type: "image", MimeType: "image/png"}, errs.Invalid},
+		{sessions.SimMessage{From: "5511988887777", Type: "video", MediaBase64: base64.StdEncoding.EncodeToString(make([]byte, sandbox.MaxMediaBytes+1))}, errs.TooLarge},
+	}
+	for i, b := range bad {
+		if _, err := sim.InjectMessages(ctx, []sessions.SimMessage{b.m}); !errs.Is(err, b.code) {
+			t.Errorf("bad injection %d: %v, want %s", i, err, b.code)
+		}
 	}
 }

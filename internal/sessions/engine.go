@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/wagate/wagate/internal/errs"
 	"github.com/wagate/wagate/internal/events"
 )
 
@@ -27,11 +28,23 @@ type Conn interface {
 	Send(ctx context.Context, m Outbound) (SendResult, error)
 	// MarkRead marks messages of chat (sent by sender) as read.
 	MarkRead(ctx context.Context, chat, sender string, messageIDs []string) error
+	// Download fetches the file of an inbound media message from the
+	// reference this engine put in its event (events.Inbound.Media.Ref,
+	// unsealed). A file larger than maxBytes is an errs.TooLarge error,
+	// refused before downloading when its size is known. A file WhatsApp no
+	// longer has is a CodeMediaExpired error. mimeType may be "" when the
+	// engine does not know it.
+	Download(ctx context.Context, ref []byte, maxBytes int64) (data []byte, mimeType string, err error)
 	// Logout unlinks the device: the session must be scanned again.
 	Logout(ctx context.Context) error
 	// Close disconnects and keeps the link, so the session can resume.
 	Close()
 }
+
+// CodeMediaExpired is the error code of a media file that is no longer on
+// WhatsApp's servers (they keep files for a limited time); the API answers
+// it with 410 Gone.
+const CodeMediaExpired = errs.Gone
 
 // Sink receives what a connection produces.
 type Sink interface {
@@ -71,6 +84,11 @@ type Outbound struct {
 	Emoji     string // reaction; "" removes it
 	TargetID  string // message reacted to
 	Voice     bool   // audio as a voice note (ptt)
+	// TargetSender is the author of the message quoted (ReplyTo) or reacted
+	// to (TargetID): phone digits or a JID; the session's own number for its
+	// own messages. "" means unknown: engines then use what they remember of
+	// recent messages, or guess.
+	TargetSender string
 }
 
 // SendResult is what WhatsApp answered to a send.

@@ -51,6 +51,25 @@ type Options struct {
 	// StopTimeout bounds the best-effort logouts of Delete and StopClient.
 	// Default 10s.
 	StopTimeout time.Duration
+
+	// Sealer seals the media references of inbound messages before they
+	// are stored (they hold the files' decryption keys) and opens them for
+	// Media; *secretbox.Box is one. nil stores them as they are (tests).
+	Sealer Sealer
+	// MaxDownloadBytes bounds a file Media returns (it is held in memory).
+	// Default 64 MiB.
+	MaxDownloadBytes int64
+	// DownloadTimeout bounds one Media download. Default 90s.
+	DownloadTimeout time.Duration
+	// MaxDownloads bounds the Media downloads running at once on this
+	// node, and so the memory they hold; more wait. Default 4.
+	MaxDownloads int
+}
+
+// Sealer encrypts values at rest.
+type Sealer interface {
+	Seal(plain []byte) ([]byte, error)
+	Open(sealed []byte) ([]byte, error)
 }
 
 // Manager owns the live sessions of this node: it applies the seed's
@@ -69,6 +88,8 @@ type Manager struct {
 	now     func() time.Time
 	opts    Options
 	http    *http.Client
+	// downloads is a semaphore of Media downloads (Options.MaxDownloads).
+	downloads chan struct{}
 
 	locks keyedMutex // per session id, and per client user for connect
 
@@ -135,6 +156,14 @@ func NewManager(o Options) (*Manager, error) {
 	if o.ResumeConcurrency <= 0 {
 		o.ResumeConcurrency = 8
 	}
+	def(&o.DownloadTimeout, 90*time.Second)
+	if o.MaxDownloadBytes <= 0 {
+		o.MaxDownloadBytes = 64 << 20
+	}
+	if o.MaxDownloads <= 0 {
+		o.MaxDownloads = 4
+	}
+	m.downloads = make(chan struct{}, o.MaxDownloads)
 	m.opts = o
 	m.http = o.HTTPClient
 	if m.http == nil {
@@ -249,6 +278,11 @@ func (l *live) Inbound(ctx context.Context, evs ...events.Inbound) error {
 					"session_id", sess.ID)
 			}
 		}
+	}
+	evs, err := l.m.sealMedia(sess.Engine, evs)
+	if err != nil {
+		l.m.log.Error("sealing media references failed", "session_id", l.id, "err", err)
+		return err
 	}
 	n, err := l.m.pub.Publish(ctx, sess, evs)
 	if err != nil {

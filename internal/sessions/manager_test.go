@@ -355,6 +355,7 @@ func TestSendAndReceipts(t *testing.T) {
 		{To: "5511988887777", Type: "reaction", Emoji: &empty, MessageID: res.MessageID},
 		{To: "120363025246125486@g.us", Text: "group"},
 		{To: "5511988887777", Type: "document", MediaBase64: base64.StdEncoding.EncodeToString([]byte("%PDF-1.4 hello")), FileName: "a.pdf"},
+		{To: "120363025246125486@g.us", Type: "reaction", Emoji: &heart, MessageID: "OLD", TargetSender: "+55 11 97777-6666"},
 	} {
 		if _, err := f.m.Send(ctx, f.a, id, req, ""); err != nil {
 			t.Fatalf("%+v: %v", req, err)
@@ -369,6 +370,9 @@ func TestSendAndReceipts(t *testing.T) {
 	}
 	if d := sent[7].Message; d.MimeType != "application/pdf" || d.FileName != "a.pdf" || string(d.Media) != "%PDF-1.4 hello" {
 		t.Fatalf("document: %+v", d)
+	}
+	if r := sent[8].Message; r.TargetSender != "5511977776666" || r.TargetID != "OLD" {
+		t.Fatalf("reaction with its target's author: %+v", r)
 	}
 
 	// Bad input is a 400; an unknown recipient too.
@@ -386,6 +390,8 @@ func TestSendAndReceipts(t *testing.T) {
 		{To: "5511988887777", Type: "reaction", MessageID: "x"},
 		{To: "5511988887777", Type: "contact", VCard: "hello"},
 		{To: "5511988887777", Text: "x", ReplyTo: "has space"},
+		{To: "5511988887777", Text: "x", TargetSender: "5511977776666"}, // neither reply_to nor a reaction
+		{To: "5511988887777", Text: "x", ReplyTo: "ABC", TargetSender: "nobody"},
 	} {
 		if _, err := f.m.Send(ctx, f.a, id, req, ""); !errs.Is(err, errs.Invalid) {
 			t.Errorf("%+v: %v, want 400", req, err)

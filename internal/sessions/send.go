@@ -209,6 +209,14 @@ func (m *Manager) outbound(req SendRequest) (Outbound, error) {
 	default:
 		return Outbound{}, errs.E(errs.Invalid, "type must be one of text, image, video, audio, document, location, contact, reaction")
 	}
+	if strings.TrimSpace(req.TargetSender) != "" {
+		if out.ReplyTo == "" && out.TargetID == "" {
+			return Outbound{}, errs.E(errs.Invalid, "target_sender is the author of the reply_to message or of the message reacted to: set reply_to or send a reaction")
+		}
+		if out.TargetSender, err = NormalizeRecipient("target_sender", req.TargetSender); err != nil {
+			return Outbound{}, err
+		}
+	}
 	return out, nil
 }
 
@@ -251,7 +259,7 @@ func (m *Manager) loadMedia(ctx context.Context, req SendRequest, out *Outbound)
 	var hint string
 	var err error
 	if req.MediaBase64 != "" {
-		data, hint, err = decodeBase64Media(req.MediaBase64)
+		data, hint, err = DecodeBase64Media(req.MediaBase64)
 	} else {
 		data, hint, err = m.download(ctx, req.MediaURL, limit)
 	}
@@ -271,9 +279,9 @@ func (m *Manager) loadMedia(ctx context.Context, req SendRequest, out *Outbound)
 	return nil
 }
 
-// decodeBase64Media accepts plain base64 (standard or URL alphabet, padded
+// DecodeBase64Media accepts plain base64 (standard or URL alphabet, padded
 // or not) or a data: URL, whose type is returned as a hint.
-func decodeBase64Media(s string) ([]byte, string, error) {
+func DecodeBase64Media(s string) ([]byte, string, error) {
 	hint := ""
 	if rest, ok := strings.CutPrefix(s, "data:"); ok {
 		meta, payload, found := strings.Cut(rest, ",")

@@ -3,6 +3,8 @@ package sessions
 import (
 	"context"
 	"time"
+
+	"github.com/wagate/wagate/internal/events"
 )
 
 // Store is what the manager needs of storage (implemented by *store.DB).
@@ -32,6 +34,10 @@ type Store interface {
 	CompleteOutbound(ctx context.Context, sessionID, key, messageID string, sentAt time.Time) error
 	ReleaseOutbound(ctx context.Context, sessionID, key string) error
 	PruneOutbound(ctx context.Context, cutoff time.Time) (int64, error)
+
+	// MediaRef returns the stored reference of the file of a session's
+	// message (Ref as stored: sealed), or an errs.NotFound error.
+	MediaRef(ctx context.Context, sessionID, messageID string) (events.MediaRef, error)
 }
 
 // OutboundClaim is the state of an idempotency key after ClaimOutbound.
@@ -84,6 +90,12 @@ type SendRequest struct {
 	VCard       string   `json:"vcard,omitempty"`
 	Emoji       *string  `json:"emoji,omitempty"`      // reaction; "" removes it
 	MessageID   string   `json:"message_id,omitempty"` // message reacted to
+	// TargetSender is the author of the reply_to message or of the message
+	// reacted to (phone digits or a JID; the session's own number for its
+	// own messages). Optional: without it the engine uses recent messages
+	// it remembers. Last, and omitted when empty, so that the idempotency
+	// hash of requests without it is unchanged.
+	TargetSender string `json:"target_sender,omitempty"`
 }
 
 // SendResponse is what a send answers.
@@ -107,6 +119,12 @@ type SimMessage struct {
 	Content   string         `json:"content"`
 	MessageID string         `json:"message_id"` // generated when empty
 	Metadata  map[string]any `json:"metadata"`
+	// MediaBase64 is the file of an image, video, audio, document or
+	// sticker (at most 5 MiB), kept so that the media route can return it
+	// as it returns a real message's file. It is never put in payloads.
+	MediaBase64 string `json:"media_base64"`
+	MimeType    string `json:"mime_type"` // of the file; sniffed when empty
+	FileName    string `json:"file_name"` // of a document
 }
 
 // SimReceipts are receipts injected into a simulated phone.

@@ -128,6 +128,9 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 				return err
 			}
 			stored += len(inserted)
+			if err := s.insertMediaRefs(ctx, tx, t.SessionID, part, inserted); err != nil {
+				return err
+			}
 			for _, ev := range part {
 				if !inserted[ev.ID] {
 					continue
@@ -701,8 +704,9 @@ func (s *DB) Recover(ctx context.Context, clientID int64, webhookID string, sinc
 }
 
 // Prune deletes delivered and failed rows created before cutoff (their
-// attempts go with them), then events left without rows, at most limit of
-// each per call so a large backlog is pruned in slices.
+// attempts go with them), then events left without rows, then media
+// references (media.go), at most limit of each per call so a large backlog
+// is pruned in slices.
 func (s *DB) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
 	c := ms(cutoff)
 	res, err := s.exec(ctx, `DELETE FROM whatsapp_webhook_events WHERE id IN (
@@ -715,6 +719,9 @@ func (s *DB) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, err
 		SELECT ev.id FROM events ev WHERE ev.created_at < $1
 		AND NOT EXISTS (SELECT 1 FROM whatsapp_webhook_events e WHERE e.event_id = ev.id) LIMIT $2)`, c, limit); err != nil {
 		return n, fmt.Errorf("prune events: %w", err)
+	}
+	if err := s.pruneMediaRefs(ctx, c, limit); err != nil {
+		return n, err
 	}
 	return n, nil
 }

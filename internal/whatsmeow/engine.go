@@ -37,8 +37,8 @@ type Options struct {
 	// acknowledged, so WhatsApp delivers it again. Default 30s.
 	CommitTimeout time.Duration
 	// RecentMessages is how many recent messages per session are kept in
-	// memory so replies can quote them and reactions can address them.
-	// Default 500.
+	// memory so replies can quote them and reactions can address them
+	// without Outbound.TargetSender. Default 500.
 	RecentMessages int
 }
 

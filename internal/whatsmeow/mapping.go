@@ -224,6 +224,11 @@ func (m mapper) message(ctx context.Context, evt *waevents.Message) ([]events.In
 		return nil, nil
 	}
 	in.Type, in.Kind, in.Content = events.TypeMessage, kind, content
+	switch kind {
+	case "image", "video", "audio", "document", "sticker":
+		// Stored with the event, so GET .../media/{message_id} can fetch it.
+		in.Media = mediaOf(msg)
+	}
 	return []events.Inbound{in}, nil
 }
 

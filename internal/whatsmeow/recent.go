@@ -16,8 +16,9 @@ type recentMsg struct {
 }
 
 // recent is a bounded, per-connection memory of the last messages seen or
-// sent. The Outbound seam only carries the target's id; WhatsApp also wants
-// its author and content to render quotes and to address reactions.
+// sent. WhatsApp wants a target's author to address reactions and quotes,
+// and its content to render quotes; the Outbound seam carries the id and,
+// when the caller knows it, the author (TargetSender), never the content.
 type recent struct {
 	mu    sync.Mutex
 	byID  map[string]recentMsg

@@ -80,9 +80,19 @@ func (c *conn) Send(ctx context.Context, m sessions.Outbound) (sessions.SendResu
 
 // build turns an Outbound into a WhatsApp message, uploading media first.
 func (c *conn) build(ctx context.Context, b builder, chat types.JID, m sessions.Outbound) (*waE2E.Message, error) {
+	var target types.JID
+	if m.TargetSender != "" {
+		var err error
+		if target, err = parseRecipient(m.TargetSender); err != nil {
+			return nil, errs.E(errs.Invalid, "target sender %q is not a phone number or a WhatsApp user id", m.TargetSender)
+		}
+		if target.Server == types.GroupServer || target.Server == types.NewsletterServer {
+			return nil, errs.E(errs.Invalid, "target sender must be a person (phone number or user id), not %s", target.Server)
+		}
+	}
 	var ci *waE2E.ContextInfo
 	if m.ReplyTo != "" {
-		ci = c.replyContext(m.ReplyTo)
+		ci = c.replyContext(m.ReplyTo, target)
 	}
 	switch m.Type {
 	case "text", "":
@@ -128,7 +138,11 @@ func (c *conn) build(ctx context.Context, b builder, chat types.JID, m sessions.
 		if m.TargetID == "" {
 			return nil, errs.E(errs.Invalid, "target message id is required")
 		}
-		return b.BuildReaction(chat, c.targetSender(chat, m.TargetID), m.TargetID, m.Emoji), nil
+		sender := target
+		if sender.IsEmpty() {
+			sender = c.targetSender(chat, m.TargetID)
+		}
+		return b.BuildReaction(chat, sender, m.TargetID, m.Emoji), nil
 	}
 	return nil, errs.E(errs.Invalid, "unsupported message type %q", m.Type)
 }
@@ -197,19 +211,28 @@ func (c *conn) buildMedia(ctx context.Context, b builder, m sessions.Outbound, c
 }
 
 // replyContext quotes a message. WhatsApp renders the quote from the
-// author and content carried here, so both come from the recent cache;
-// for an unknown id only the id is sent.
-func (c *conn) replyContext(id string) *waE2E.ContextInfo {
+// author and content carried here. The author is sender when the caller
+// named it (Outbound.TargetSender), else the recent cache's; the content
+// only the cache knows. For an unknown id without a sender only the id is
+// sent.
+func (c *conn) replyContext(id string, sender types.JID) *waE2E.ContextInfo {
 	ci := &waE2E.ContextInfo{StanzaID: proto.String(id)}
-	if r, ok := c.recent.get(id); ok {
-		ci.Participant = proto.String(r.sender.ToNonAD().String())
+	r, cached := c.recent.get(id)
+	if cached {
 		ci.QuotedMessage = quotable(r.msg)
+		if sender.IsEmpty() {
+			sender = r.sender
+		}
+	}
+	if !sender.IsEmpty() {
+		ci.Participant = proto.String(sender.ToNonAD().String())
 	}
 	return ci
 }
 
 // targetSender is the author of a reacted-to message, which decides the
-// message key. Unknown ids in a direct chat are assumed to be the peer's
+// message key, when the caller did not name it (Outbound.TargetSender).
+// Unknown ids in a direct chat are assumed to be the peer's
 // (reacting to received messages is the common case); in groups the
 // author cannot be guessed and the key points at an own message.
 func (c *conn) targetSender(chat types.JID, id string) types.JID {

@@ -253,3 +253,59 @@ func TestOwnMessagesAreRemembered(t *testing.T) {
 	// Events that are not messages do not touch the cache.
 	c.handle(&waevents.Connected{})
 }
+
+// TestBuildWithTargetSender: a reply or reaction that names its target's
+// author works for messages the cache never saw, in groups too; without it
+// the cache and the direct-chat guess still apply.
+func TestBuildWithTargetSender(t *testing.T) {
+	c, _ := newTestConn(t)
+	b := &stubBuilder{Client: c.client}
+	ctx := context.Background()
+	c.handle(raw(dm("IN1"), &waE2E.Message{Conversation: proto.String("cached")}))
+
+	// Reply to an unknown message: the quote names its author.
+	msg, err := c.build(ctx, b, group, sessions.Outbound{Type: "text", Text: "re", ReplyTo: "OLD1", TargetSender: member.User})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci := msg.GetExtendedTextMessage().GetContextInfo(); ci.GetStanzaID() != "OLD1" || ci.GetParticipant() != member.String() || ci.QuotedMessage != nil {
+		t.Errorf("reply to an unknown message = %v", ci)
+	}
+	// A named author wins over the cache's; the quoted content still comes from the cache.
+	msg, _ = c.build(ctx, b, peer, sessions.Outbound{Type: "text", Text: "re", ReplyTo: "IN1", TargetSender: "5511777776666@s.whatsapp.net"})
+	if ci := msg.GetExtendedTextMessage().GetContextInfo(); ci.GetParticipant() != member.String() || ci.GetQuotedMessage().GetConversation() != "cached" {
+		t.Errorf("reply with a named author = %v", ci)
+	}
+	// Media replies carry the same context.
+	msg, _ = c.build(ctx, b, group, sessions.Outbound{Type: "image", Media: []byte("x"), ReplyTo: "OLD1", TargetSender: member.User})
+	if ci := msg.GetImageMessage().GetContextInfo(); ci.GetParticipant() != member.String() {
+		t.Errorf("image reply = %v", ci)
+	}
+
+	// Reaction in a group to a message the cache never saw: addressed to its author.
+	msg, _ = c.build(ctx, b, group, sessions.Outbound{Type: "reaction", TargetID: "OLD2", Emoji: "👍", TargetSender: member.User})
+	if k := msg.GetReactionMessage().GetKey(); k.GetFromMe() || k.GetParticipant() != member.String() || k.GetID() != "OLD2" || k.GetRemoteJID() != group.String() {
+		t.Errorf("group reaction with a named author = %v", k)
+	}
+	// Without the author, the group guess is an own message.
+	msg, _ = c.build(ctx, b, group, sessions.Outbound{Type: "reaction", TargetID: "OLD2", Emoji: "👍"})
+	if k := msg.GetReactionMessage().GetKey(); !k.GetFromMe() {
+		t.Errorf("group reaction without an author = %v", k)
+	}
+	// The session's own number marks an own message, even in a direct chat
+	// (where unknown ids are otherwise taken as the peer's).
+	msg, _ = c.build(ctx, b, peer, sessions.Outbound{Type: "reaction", TargetID: "MINE", Emoji: "🎉", TargetSender: ownJID.User})
+	if k := msg.GetReactionMessage().GetKey(); !k.GetFromMe() || k.GetParticipant() != "" {
+		t.Errorf("reaction to an own message = %v", k)
+	}
+	msg, _ = c.build(ctx, b, peer, sessions.Outbound{Type: "reaction", TargetID: "MINE", Emoji: "🎉"})
+	if k := msg.GetReactionMessage().GetKey(); k.GetFromMe() {
+		t.Errorf("direct-chat fallback = %v", k)
+	}
+
+	for _, bad := range []string{"not a number", group.String()} {
+		if _, err := c.build(ctx, b, peer, sessions.Outbound{Type: "reaction", TargetID: "X", Emoji: "x", TargetSender: bad}); !errs.Is(err, errs.Invalid) {
+			t.Errorf("target sender %q: %v", bad, err)
+		}
+	}
+}
