@@ -110,6 +110,22 @@ func (d *dispatcher) done(webhookID string) (drained bool) {
 	return false
 }
 
+// roomFor is how many more jobs of a webhook the dispatcher will hold.
+func (d *dispatcher) roomFor(webhookID string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.queued >= d.capacity {
+		return 0
+	}
+	n := d.perHook - d.active[webhookID]
+	if q := d.parked[webhookID]; q != nil {
+		n = d.parkLimit - q.len()
+	} else {
+		n += d.parkLimit
+	}
+	return min(n, d.capacity-d.queued)
+}
+
 // saturated lists webhooks whose queue is at least half full, which pollers
 // should not claim for: their jobs would only wait, or be given back.
 func (d *dispatcher) saturated() []string {

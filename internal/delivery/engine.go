@@ -23,7 +23,7 @@ type Store interface {
 	Complete(ctx context.Context, results []Result, minFailures int, disableAfter time.Duration) ([]Disabled, error)
 	ReleaseOwner(ctx context.Context, owner string) (int64, error)
 	RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error)
-	ListEvents(ctx context.Context, q ListQuery) ([]EventItem, int64, error)
+	ListEvents(ctx context.Context, q ListQuery) ([]EventItem, string, error)
 	GetEvent(ctx context.Context, clientID int64, id string) (EventItem, error)
 	Requeue(ctx context.Context, clientID int64, id string) (string, error)
 	Recover(ctx context.Context, clientID int64, webhookID string, since time.Time) (int64, error)
@@ -89,6 +89,7 @@ type Engine struct {
 	hooks   *hookCache
 	results chan Result
 	kick    chan struct{}
+	ids     IDGen
 	// backlog is set while due rows may be waiting in the database for room
 	// in memory, so workers kick the poller as soon as room frees up.
 	backlog atomic.Bool
@@ -228,7 +229,7 @@ func (e *Engine) Publish(ctx context.Context, s sessions.Session, evs []events.I
 	now := e.now()
 	list := make([]NewEvent, 0, len(evs))
 	for _, in := range evs {
-		id := NewID()
+		id := e.ids.New(now)
 		payload, err := events.BuildPayload(id, s.ClientID, s.ID, s.PhoneNumber, in)
 		if err != nil {
 			return 0, errs.Wrap(errs.Invalid, err, "event cannot be encoded")
@@ -241,7 +242,7 @@ func (e *Engine) Publish(ctx context.Context, s sessions.Session, evs []events.I
 func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, error) {
 	var lease Lease
 	if e.started.Load() && e.disp.room() > 0 {
-		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease)}
+		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Room: e.disp.roomFor}
 	}
 	n, jobs, err := e.store.Ingest(ctx, t, list, lease)
 	if err != nil {
@@ -267,13 +268,18 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 			e.log.Debug("Enqueued webhook delivery", "eventId", j.ID, "event_id", j.EventID, "webhook_id", j.WebhookID, "client_id", j.ClientID, "event_type", j.EventType)
 		}
 	}
-	if len(jobs) > 0 {
-		if lease.Owner == "" || !e.hand(jobs) {
-			// Unleased (or the engine closed meanwhile, leaving them leased
-			// until it restarts): the pollers pick them up.
-			e.backlog.Store(true)
-			e.kickPoller()
+	leased := jobs[:0:0]
+	for _, j := range jobs {
+		if j.Leased {
+			leased = append(leased, j)
 		}
+	}
+	handed := len(leased) == 0 || e.hand(leased)
+	if !handed || len(leased) < len(jobs) {
+		// Rows left unleased (or leased while the engine closed, until it
+		// restarts) wait for the pollers.
+		e.backlog.Store(true)
+		e.kickPoller()
 	}
 	return n, nil
 }
@@ -462,11 +468,11 @@ func (e *Engine) Stats(ctx context.Context) (Stats, error) { return e.store.Outb
 // Events API --------------------------------------------------------------
 
 // ListEvents lists a webhook's events, newest first.
-func (e *Engine) ListEvents(ctx context.Context, q ListQuery) ([]EventItem, int64, error) {
+func (e *Engine) ListEvents(ctx context.Context, q ListQuery) ([]EventItem, string, error) {
 	switch q.Status {
 	case "", StatusPending, StatusDelivered, StatusFailed:
 	default:
-		return nil, 0, errs.E(errs.Invalid, "status must be one of pending, delivered, failed")
+		return nil, "", errs.E(errs.Invalid, "status must be one of pending, delivered, failed")
 	}
 	return e.store.ListEvents(ctx, q)
 }
@@ -503,8 +509,8 @@ func (e *Engine) Test(ctx context.Context, clientID int64, webhookID string) (st
 	if !wh.Active {
 		return "", errs.E(errs.Conflict, "webhook is disabled: re-enable it with PATCH {\"active\": true} first")
 	}
-	id := NewID()
 	now := e.now()
+	id := e.ids.New(now)
 	payload, err := events.BuildPayload(id, clientID, "", wh.PhoneNumber, events.Inbound{
 		Type: events.TypeWebhookTest, Kind: "test", Content: "wagate test event", Timestamp: now,
 		Metadata: map[string]any{"webhook_id": webhookID},

@@ -7,7 +7,10 @@
 package delivery
 
 import (
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,6 +36,9 @@ type Job struct {
 	BudgetBase int // attempts made before the current retry budget started
 	Payload    []byte
 	CreatedAt  time.Time
+	// Leased tells whether the row was leased to this node when stored or
+	// claimed; an unleased row waits for the pollers.
+	Leased bool
 }
 
 // Outcome of an attempt.
@@ -72,6 +78,9 @@ type Target struct {
 type Lease struct {
 	Owner string
 	Until time.Time
+	// Room, when set, says how many more jobs of a webhook this node will
+	// hold; Ingest leases no more than that and leaves the rest to pollers.
+	Room func(webhookID string) int
 }
 
 // Disabled is a webhook the engine switched off.
@@ -118,7 +127,7 @@ type ListQuery struct {
 	WebhookID string
 	Status    string // "" = all
 	Limit     int
-	Cursor    int64 // seq of the last item of the previous page; 0 = first page
+	Cursor    string // id of the last item of the previous page; "" = first page
 }
 
 // Stats is the outbox depth for metrics.
@@ -141,11 +150,53 @@ type NewEvent struct {
 	Media *events.MediaRef
 }
 
-// NewID returns a time-ordered UUID (v7), which keeps index inserts local.
+// NewID returns a time-ordered UUID (v7) for now.
 func NewID() string {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return uuid.NewString()
 	}
 	return id.String()
+}
+
+// IDGen makes time-ordered UUIDs (v7, RFC 9562) from a given clock, so ids
+// sort by the creation time that the store records, stubbed clocks
+// included, and strictly increase within one generator.
+type IDGen struct {
+	mu     sync.Mutex
+	lastMS int64
+	seq    uint16 // 12-bit counter within one millisecond
+}
+
+// New returns the id of something created at t.
+func (g *IDGen) New(t time.Time) string {
+	var b [16]byte
+	rand.Read(b[:])
+	g.mu.Lock()
+	m := max(t.UnixMilli(), g.lastMS)
+	if m == g.lastMS {
+		g.seq++
+		if g.seq > 0xfff { // the counter ran out: borrow the next millisecond
+			m++
+			g.seq = 0
+		}
+	} else {
+		g.seq = uint16(b[6]&0x07)<<8 | uint16(b[7]) // random start, room to count
+	}
+	g.lastMS = m
+	seq := g.seq
+	g.mu.Unlock()
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(m>>40), byte(m>>32), byte(m>>24), byte(m>>16), byte(m>>8), byte(m)
+	b[6] = 0x70 | byte(seq>>8)
+	b[7] = byte(seq)
+	b[8] = b[8]&0x3f | 0x80
+	return uuid.UUID(b).String()
+}
+
+// IDBefore returns a string that sorts before the NewID of every moment
+// from t on and after those of earlier moments: UUIDv7 strings start with
+// the creation time in milliseconds, in fixed-width lower-case hex.
+func IDBefore(t time.Time) string {
+	m := uint64(t.UnixMilli())
+	return fmt.Sprintf("%08x-%04x", m>>16, m&0xffff)
 }

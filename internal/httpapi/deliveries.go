@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/wagate/wagate/internal/delivery"
 	"github.com/wagate/wagate/internal/errs"
@@ -14,7 +15,7 @@ import (
 // DeliveryService is what the API needs of the delivery engine: the events
 // API, retries, recovery and test events.
 type DeliveryService interface {
-	ListEvents(ctx context.Context, q delivery.ListQuery) ([]delivery.EventItem, int64, error)
+	ListEvents(ctx context.Context, q delivery.ListQuery) ([]delivery.EventItem, string, error)
 	GetEvent(ctx context.Context, clientID int64, id string) (delivery.EventItem, error)
 	Retry(ctx context.Context, clientID int64, id string) (delivery.EventItem, error)
 	Recover(ctx context.Context, clientID int64, webhookID string, since time.Time) (int64, error)
@@ -54,15 +55,13 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, webhookID st
 	if err != nil {
 		return err
 	}
-	var cursor int64
+	var cursor string
 	if c := r.URL.Query().Get("cursor"); c != "" {
 		b, err := base64.RawURLEncoding.DecodeString(c)
-		if err == nil {
-			cursor, err = strconv.ParseInt(string(b), 10, 64)
-		}
-		if err != nil || cursor < 1 {
+		if err != nil || uuid.Validate(string(b)) != nil {
 			return errs.E(errs.Invalid, "cursor is not one this API returned")
 		}
+		cursor = string(b)
 	}
 	items, next, err := s.deliveries.ListEvents(r.Context(), delivery.ListQuery{
 		ClientID: clientFrom(r.Context()).ID, WebhookID: webhookID,
@@ -72,8 +71,8 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, webhookID st
 		return err
 	}
 	page := eventsPage{Data: items}
-	if next > 0 {
-		c := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(next, 10)))
+	if next != "" {
+		c := base64.RawURLEncoding.EncodeToString([]byte(next))
 		page.NextCursor = &c
 	}
 	writeJSON(w, http.StatusOK, page)

@@ -23,6 +23,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
 	_ "modernc.org/sqlite"             // registers driver "sqlite"
 
+	"github.com/wagate/wagate/internal/delivery"
 	"github.com/wagate/wagate/internal/errs"
 )
 
@@ -45,6 +46,8 @@ type DB struct {
 	// writer, and waiting here is cheaper and fairer than SQLite's
 	// busy-handler sleeps.
 	writeMu sync.Mutex
+	// ids makes the outbox rows' ids from the store's clock.
+	ids delivery.IDGen
 }
 
 // Options tune Open.

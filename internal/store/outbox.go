@@ -138,7 +138,7 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 				for _, h := range hooks {
 					if h.matches(ev.Type) {
 						jobs = append(jobs, delivery.Job{
-							ID: delivery.NewID(), EventID: ev.ID, WebhookID: h.id, ClientID: t.ClientID,
+							ID: s.ids.New(now), EventID: ev.ID, WebhookID: h.id, ClientID: t.ClientID,
 							EventType: ev.Type, Payload: ev.Payload, CreatedAt: ev.CreatedAt,
 						})
 					}
@@ -186,18 +186,35 @@ func (s *DB) fanoutHooks(ctx context.Context, tx *sql.Tx, t delivery.Target) ([]
 }
 
 func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, lease delivery.Lease, now time.Time) error {
-	var until int64
-	if lease.Owner != "" {
-		until = ms(lease.Until)
+	// A job the caller has room for is leased: due when the lease ends.
+	room := map[string]int{}
+	leased := func(webhookID string) bool {
+		if lease.Owner == "" {
+			return false
+		}
+		if lease.Room == nil {
+			return true
+		}
+		n, ok := room[webhookID]
+		if !ok {
+			n = lease.Room(webhookID)
+		}
+		room[webhookID] = n - 1
+		return n > 0
 	}
 	for start := 0; start < len(jobs); start += chunk {
 		part := jobs[start:min(start+chunk, len(jobs))]
 		q := s.bulk(len(part) * 10)
 		q.WriteString(`INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
-			next_attempt_at, lease_owner, lease_until, created_at, updated_at) VALUES `)
+			next_attempt_at, lease_owner, created_at, updated_at) VALUES `)
 		at := ms(now)
-		for i, j := range part {
-			q.row(i == 0, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID, "pending", at, lease.Owner, until, at, at)
+		for i := range part {
+			j := &part[i]
+			owner, next := "", at
+			if j.Leased = leased(j.WebhookID); j.Leased {
+				owner, next = lease.Owner, ms(lease.Until)
+			}
+			q.row(i == 0, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID, "pending", next, owner, at, at)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
 			return fmt.Errorf("insert outbox rows: %w", err)
@@ -230,9 +247,9 @@ func (s *DB) Claim(ctx context.Context, lease delivery.Lease, limit int, skipWeb
 	if s.dialect == Postgres {
 		lock = " FOR UPDATE OF e SKIP LOCKED"
 	}
-	q := `UPDATE whatsapp_webhook_events SET lease_owner = $1, lease_until = $2
+	q := `UPDATE whatsapp_webhook_events SET lease_owner = $1, next_attempt_at = $2
 		WHERE id IN (SELECT e.id FROM whatsapp_webhook_events e JOIN webhooks w ON w.id = e.webhook_id
-			WHERE e.status = 'pending' AND e.next_attempt_at <= $3 AND e.lease_until <= $3 AND w.active = $5` + skip + `
+			WHERE e.status = 'pending' AND e.next_attempt_at <= $3 AND w.active = $5` + skip + `
 			ORDER BY e.next_attempt_at LIMIT $4` + lock + `)
 		RETURNING id, event_id, webhook_id, client_id, event_type, attempts, budget_base, created_at`
 	var jobs []delivery.Job
@@ -251,6 +268,7 @@ func (s *DB) Claim(ctx context.Context, lease delivery.Lease, limit int, skipWeb
 				return err
 			}
 			j.CreatedAt = fromMS(created)
+			j.Leased = true
 			byEvent[j.EventID] = append(byEvent[j.EventID], len(jobs))
 			jobs = append(jobs, j)
 		}
@@ -297,8 +315,8 @@ func (s *DB) loadPayloads(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, 
 // ReleaseOwner gives back every row leased to owner, e.g. after a crash of
 // this node, so they are due at once instead of when the lease ends.
 func (s *DB) ReleaseOwner(ctx context.Context, owner string) (int64, error) {
-	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0
-		WHERE status = 'pending' AND lease_owner = $1`, owner)
+	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET lease_owner = '', next_attempt_at = $2
+		WHERE status = 'pending' AND lease_owner = $1`, owner, ms(s.now()))
 	if err != nil {
 		return 0, err
 	}
@@ -396,7 +414,7 @@ func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result,
 		// microseconds, less than SQLite's UPDATE ... FROM (VALUES) join.
 		st, err := tx.PrepareContext(ctx, `UPDATE whatsapp_webhook_events SET status = ?, attempts = attempts + 1,
 			last_status_code = ?, last_error = ?, next_attempt_at = ?, delivered_at = ?, lease_owner = '',
-			lease_until = 0, updated_at = ? WHERE id = ?`)
+			updated_at = ? WHERE id = ?`)
 		if err != nil {
 			return err
 		}
@@ -415,7 +433,7 @@ func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result,
 		q := s.bulk(1 + len(part)*6)
 		q.WriteString(`UPDATE whatsapp_webhook_events SET status = v.column2, attempts = attempts + 1,
 			last_status_code = v.column3, last_error = v.column4, next_attempt_at = v.column5,
-			delivered_at = v.column6, lease_owner = '', lease_until = 0, updated_at = `)
+			delivered_at = v.column6, lease_owner = '', updated_at = `)
 		q.arg(ms(now))
 		q.WriteString(` FROM (VALUES `)
 		for i, r := range part {
@@ -504,8 +522,10 @@ func isForeignKeyViolation(err error) bool {
 func (s *DB) releaseRows(ctx context.Context, tx *sql.Tx, released []delivery.Result) error {
 	for start := 0; start < len(released); start += chunk {
 		part := released[start:min(start+chunk, len(released))]
-		q := s.bulk(len(part))
-		q.WriteString(`UPDATE whatsapp_webhook_events SET lease_owner = '', lease_until = 0 WHERE status = 'pending' AND id IN `)
+		q := s.bulk(len(part) + 1)
+		q.WriteString(`UPDATE whatsapp_webhook_events SET lease_owner = '', next_attempt_at = `)
+		q.arg(ms(s.now()))
+		q.WriteString(` WHERE status = 'pending' AND id IN `)
 		ids := make([]any, len(part))
 		for i, r := range part {
 			ids[i] = r.Job.ID
@@ -560,6 +580,9 @@ func (s *DB) updateStreak(ctx context.Context, tx *sql.Tx, id string, t *hookTal
 		return nil, fmt.Errorf("disable webhook: %w", err)
 	}
 	d.FailingSince = fromNullMS(since)
+	if err := s.parkDeliveries(ctx, tx, id, true); err != nil {
+		return nil, err
+	}
 	if err := tx.QueryRowContext(ctx, `SELECT alert_webhook_url FROM clients WHERE id = $1`, d.ClientID).Scan(&d.AlertURL); err != nil && err != sql.ErrNoRows {
 		return nil, err
 	}
@@ -573,19 +596,20 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
-const eventItemCols = `e.seq, e.id, e.event_id, e.webhook_id, e.event_type, e.status, e.attempts, e.last_status_code,
+const eventItemCols = `e.id, e.event_id, e.webhook_id, e.event_type, e.status, e.attempts, e.last_status_code,
 	e.last_error, e.next_attempt_at, e.delivered_at, e.created_at, ev.payload`
 
-func scanEventItem(row interface{ Scan(...any) error }) (delivery.EventItem, int64, error) {
+func scanEventItem(row interface{ Scan(...any) error }) (delivery.EventItem, error) {
 	var it delivery.EventItem
-	var seq, next, created int64
+	var next, created int64
 	var delivered sql.NullInt64
 	var payload string
-	if err := row.Scan(&seq, &it.ID, &it.EventID, &it.WebhookID, &it.EventType, &it.Status, &it.Attempts,
+	if err := row.Scan(&it.ID, &it.EventID, &it.WebhookID, &it.EventType, &it.Status, &it.Attempts,
 		&it.LastStatusCode, &it.LastError, &next, &delivered, &created, &payload); err != nil {
-		return it, 0, err
+		return it, err
 	}
-	if it.Status == delivery.StatusPending {
+	// Parked rows wait for their webhook to be re-enabled: no time is due.
+	if it.Status == delivery.StatusPending && next < parkedUntil {
 		t := fromMS(next)
 		it.NextAttemptAt = &t
 	}
@@ -595,14 +619,14 @@ func scanEventItem(row interface{ Scan(...any) error }) (delivery.EventItem, int
 	}
 	it.CreatedAt = fromMS(created)
 	it.Payload = json.RawMessage(payload)
-	return it, seq, nil
+	return it, nil
 }
 
-// ListEvents returns a webhook's events, newest first, and the cursor of
-// the next page (0 when there is none).
-func (s *DB) ListEvents(ctx context.Context, q delivery.ListQuery) ([]delivery.EventItem, int64, error) {
+// ListEvents returns a webhook's events, newest first (ids are time
+// ordered), and the cursor of the next page ("" when there is none).
+func (s *DB) ListEvents(ctx context.Context, q delivery.ListQuery) ([]delivery.EventItem, string, error) {
 	if err := s.ownWebhook(ctx, q.ClientID, q.WebhookID); err != nil {
-		return nil, 0, err
+		return nil, "", err
 	}
 	sqlq := `SELECT ` + eventItemCols + ` FROM whatsapp_webhook_events e JOIN events ev ON ev.id = e.event_id
 		WHERE e.webhook_id = $1 AND e.client_id = $2`
@@ -611,33 +635,32 @@ func (s *DB) ListEvents(ctx context.Context, q delivery.ListQuery) ([]delivery.E
 		args = append(args, q.Status)
 		sqlq += ` AND e.status = $` + strconv.Itoa(len(args))
 	}
-	if q.Cursor > 0 {
+	if q.Cursor != "" {
 		args = append(args, q.Cursor)
-		sqlq += ` AND e.seq < $` + strconv.Itoa(len(args))
+		sqlq += ` AND e.id < $` + strconv.Itoa(len(args))
 	}
 	args = append(args, q.Limit+1)
-	sqlq += ` ORDER BY e.seq DESC LIMIT $` + strconv.Itoa(len(args))
+	sqlq += ` ORDER BY e.id DESC LIMIT $` + strconv.Itoa(len(args))
 	rows, err := s.db.QueryContext(ctx, sqlq, args...)
 	if err != nil {
-		return nil, 0, err
+		return nil, "", err
 	}
 	defer rows.Close()
 	items := []delivery.EventItem{}
-	var seqs []int64
 	for rows.Next() {
-		it, seq, err := scanEventItem(rows)
+		it, err := scanEventItem(rows)
 		if err != nil {
-			return nil, 0, err
+			return nil, "", err
 		}
-		items, seqs = append(items, it), append(seqs, seq)
+		items = append(items, it)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, err
+		return nil, "", err
 	}
-	var next int64
+	var next string
 	if len(items) > q.Limit {
 		items = items[:q.Limit]
-		next = seqs[q.Limit-1]
+		next = items[q.Limit-1].ID
 	}
 	return items, next, nil
 }
@@ -650,7 +673,7 @@ func (s *DB) ownWebhook(ctx context.Context, clientID int64, webhookID string) e
 
 // GetEvent returns one outbox row of a client with its attempts.
 func (s *DB) GetEvent(ctx context.Context, clientID int64, id string) (delivery.EventItem, error) {
-	it, _, err := scanEventItem(s.db.QueryRowContext(ctx, `SELECT `+eventItemCols+`
+	it, err := scanEventItem(s.db.QueryRowContext(ctx, `SELECT `+eventItemCols+`
 		FROM whatsapp_webhook_events e JOIN events ev ON ev.id = e.event_id WHERE e.id = $1 AND e.client_id = $2`, id, clientID))
 	if err != nil {
 		return it, notFound(err, "event")
@@ -681,7 +704,7 @@ func (s *DB) Requeue(ctx context.Context, clientID int64, id string) (string, er
 	var webhookID string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
-			next_attempt_at = $3, lease_owner = '', lease_until = 0, delivered_at = NULL, updated_at = $3
+			next_attempt_at = $3, lease_owner = '', delivered_at = NULL, updated_at = $3
 			WHERE id = $1 AND client_id = $2 RETURNING webhook_id`, id, clientID, now).Scan(&webhookID)
 	})
 	return webhookID, notFound(err, "event")
@@ -694,7 +717,7 @@ func (s *DB) Recover(ctx context.Context, clientID int64, webhookID string, sinc
 	}
 	now := ms(s.now())
 	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET status = 'pending', budget_base = attempts,
-		next_attempt_at = $3, lease_owner = '', lease_until = 0, updated_at = $3
+		next_attempt_at = $3, lease_owner = '', updated_at = $3
 		WHERE webhook_id = $1 AND client_id = $2 AND status = 'failed' AND created_at >= $4`,
 		webhookID, clientID, now, ms(since))
 	if err != nil {
@@ -704,20 +727,21 @@ func (s *DB) Recover(ctx context.Context, clientID int64, webhookID string, sinc
 }
 
 // Prune deletes delivered and failed rows created before cutoff (their
-// attempts go with them), then events left without rows, then media
-// references (media.go), at most limit of each per call so a large backlog
-// is pruned in slices.
+// attempts go with them), then events left without rows, then old media
+// references, at most limit of each per call so a large backlog is pruned
+// in slices. Ids are time-ordered (UUIDv7), so "created before" is a range
+// of the primary key and needs no index of its own.
 func (s *DB) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
-	c := ms(cutoff)
+	c, before := ms(cutoff), delivery.IDBefore(cutoff)
 	res, err := s.exec(ctx, `DELETE FROM whatsapp_webhook_events WHERE id IN (
-		SELECT id FROM whatsapp_webhook_events WHERE created_at < $1 AND status <> 'pending' LIMIT $2)`, c, limit)
+		SELECT id FROM whatsapp_webhook_events WHERE id < $1 AND status <> 'pending' LIMIT $2)`, before, limit)
 	if err != nil {
 		return 0, fmt.Errorf("prune outbox: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	if _, err := s.exec(ctx, `DELETE FROM events WHERE id IN (
-		SELECT ev.id FROM events ev WHERE ev.created_at < $1
-		AND NOT EXISTS (SELECT 1 FROM whatsapp_webhook_events e WHERE e.event_id = ev.id) LIMIT $2)`, c, limit); err != nil {
+		SELECT ev.id FROM events ev WHERE ev.id < $1
+		AND NOT EXISTS (SELECT 1 FROM whatsapp_webhook_events e WHERE e.event_id = ev.id) LIMIT $2)`, before, limit); err != nil {
 		return n, fmt.Errorf("prune events: %w", err)
 	}
 	if err := s.pruneMediaRefs(ctx, c, limit); err != nil {
@@ -743,11 +767,33 @@ func (s *DB) OutboxStats(ctx context.Context) (delivery.Stats, error) {
 	return st, err
 }
 
+// parkedUntil is the due time of the pending rows of a disabled webhook: far
+// enough that the claim's index range never reaches them, so a large
+// backlog of a dead endpoint costs the pollers nothing.
+const parkedUntil int64 = 253402300799000 // 9999-12-31
+
+// parkDeliveries parks (or, when a webhook is re-enabled, wakes) its
+// pending rows that no node holds.
+func (s *DB) parkDeliveries(ctx context.Context, tx *sql.Tx, webhookID string, park bool) error {
+	var err error
+	if park {
+		_, err = tx.ExecContext(ctx, `UPDATE whatsapp_webhook_events SET next_attempt_at = $1
+			WHERE webhook_id = $2 AND status = 'pending' AND lease_owner = ''`, parkedUntil, webhookID)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE whatsapp_webhook_events SET next_attempt_at = $1
+			WHERE webhook_id = $2 AND status = 'pending' AND next_attempt_at >= $3`, ms(s.now()), webhookID, parkedUntil)
+	}
+	if err != nil {
+		return fmt.Errorf("park deliveries: %w", err)
+	}
+	return nil
+}
+
 // RenewLeases extends every live lease of owner to until, so rows waiting
 // in that node's memory longer than a lease are not claimed twice.
 func (s *DB) RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error) {
-	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET lease_until = $1
-		WHERE status = 'pending' AND lease_owner = $2 AND lease_until > $3`, ms(until), owner, ms(s.now()))
+	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET next_attempt_at = $1
+		WHERE status = 'pending' AND lease_owner = $2 AND next_attempt_at > $3`, ms(until), owner, ms(s.now()))
 	if err != nil {
 		return 0, err
 	}

@@ -143,8 +143,14 @@ func (s *DB) UpdateWebhook(ctx context.Context, clientID int64, id string, fn fu
 		if err != nil {
 			return notFound(err, "webhook")
 		}
+		wasActive := r.Active
 		if err := fn(&r); err != nil {
 			return err
+		}
+		if r.Active != wasActive {
+			if err := s.parkDeliveries(ctx, tx, id, !r.Active); err != nil {
+				return err
+			}
 		}
 		evs, err := eventsJSON(r.Events)
 		if err != nil {

@@ -58,8 +58,7 @@ CREATE INDEX webhooks_client ON webhooks(client_id);
 
 -- One row per inbound event; the unique key makes a redelivery a no-op.
 CREATE TABLE events (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT    NOT NULL UNIQUE, -- uuid, sent as event_id and webhook-id
+    id         TEXT    PRIMARY KEY, -- time-ordered uuid (v7), sent as event_id and webhook-id
     client_id  INTEGER NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
     session_id TEXT REFERENCES whatsapp_connections(id) ON DELETE CASCADE,
     event_type TEXT    NOT NULL,
@@ -68,21 +67,20 @@ CREATE TABLE events (
     created_at INTEGER NOT NULL,
     UNIQUE (session_id, dedupe_key)
 );
-CREATE INDEX events_created ON events(created_at);
 
 -- The outbox: one row per (event, webhook). The row is the delivery job.
 CREATE TABLE whatsapp_webhook_events (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-    id               TEXT    NOT NULL UNIQUE, -- uuid
+    id               TEXT    PRIMARY KEY, -- time-ordered uuid (v7): ids sort by creation
     event_id         TEXT    NOT NULL REFERENCES events(id) ON DELETE CASCADE,
     webhook_id       TEXT    NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
     client_id        INTEGER NOT NULL,
     event_type       TEXT    NOT NULL,
     status           TEXT    NOT NULL DEFAULT 'pending', -- pending, delivered, failed
     attempts         INTEGER NOT NULL DEFAULT 0,
+    -- Due time; while a node holds the row (lease_owner) it is the lease's end,
+    -- so one index range finds every claimable row.
     next_attempt_at  INTEGER NOT NULL,
     lease_owner      TEXT    NOT NULL DEFAULT '',
-    lease_until      INTEGER NOT NULL DEFAULT 0,
     last_status_code INTEGER NOT NULL DEFAULT 0,
     last_error       TEXT    NOT NULL DEFAULT '',
     delivered_at     INTEGER,
@@ -90,7 +88,7 @@ CREATE TABLE whatsapp_webhook_events (
     updated_at       INTEGER NOT NULL
 );
 CREATE INDEX wwe_due ON whatsapp_webhook_events(next_attempt_at) WHERE status = 'pending';
-CREATE INDEX wwe_webhook ON whatsapp_webhook_events(webhook_id, seq);
+CREATE INDEX wwe_webhook ON whatsapp_webhook_events(webhook_id, id);
 CREATE INDEX wwe_event ON whatsapp_webhook_events(event_id);
 
 CREATE TABLE delivery_attempts (

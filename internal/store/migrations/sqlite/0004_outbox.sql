@@ -1,5 +1,3 @@
 -- A manual retry or recover gives an event a fresh retry budget while its
 -- attempt count keeps the history: retries spent = attempts - budget_base - 1.
 ALTER TABLE whatsapp_webhook_events ADD COLUMN budget_base INTEGER NOT NULL DEFAULT 0;
--- The retention pruner walks delivered and failed rows by age.
-CREATE INDEX wwe_created ON whatsapp_webhook_events(created_at);
