@@ -251,8 +251,14 @@ func (s *Service) Register(ctx context.Context, clientID int64, in Input) (Webho
 		return Webhook{}, err
 	}
 	now := s.clock()
+	// Time-ordered (v7) ids keep listings in creation order even when two
+	// webhooks share a millisecond.
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Webhook{}, err
+	}
 	rec := Record{
-		ID:            uuid.NewString(),
+		ID:            id.String(),
 		ClientID:      clientID,
 		PhoneNumber:   phone,
 		URL:           u,
