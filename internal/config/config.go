@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+
+	"github.com/wagate/wagate/internal/ssrf"
 )
 
 // Config is every setting wagate reads. Zero values are never used: Load
@@ -206,31 +208,9 @@ func (p *parser) durations(name string) []time.Duration {
 }
 
 func (p *parser) cidrs(name string) []netip.Prefix {
-	v := p.str(name, "")
-	if v == "" {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, s := range strings.Split(v, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		if !strings.Contains(s, "/") {
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				p.fail(name, "%q is not a CIDR or IP address", s)
-				return nil
-			}
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-			continue
-		}
-		pr, err := netip.ParsePrefix(s)
-		if err != nil {
-			p.fail(name, "%q is not a CIDR", s)
-			return nil
-		}
-		out = append(out, pr.Masked())
+	out, err := ssrf.ParseCIDRs(p.str(name, ""))
+	if err != nil {
+		p.fail(name, "%s", strings.TrimPrefix(err.Error(), "ssrf: "))
 	}
 	return out
 }
