@@ -27,8 +27,8 @@ func (s *Server) deliveryRoutes() {
 	// /api/webhooks/events/{eventId} overlap in ServeMux's eyes, so one
 	// pattern serves both; webhook ids are UUIDs and never "events".
 	s.mux.Handle("GET /api/webhooks/{a}/{b}", s.client(s.webhookEventsOrEvent))
-	Routes = appendOnce(Routes, "GET /api/webhooks/{id}/events")
-	Routes = appendOnce(Routes, "GET /api/webhooks/events/{eventId}")
+	s.routes = appendOnce(s.routes, "GET /api/webhooks/{id}/events")
+	s.routes = appendOnce(s.routes, "GET /api/webhooks/events/{eventId}")
 	s.handle("POST /api/webhooks/events/{eventId}/retry", s.client(s.retryEvent))
 	s.handle("POST /api/webhooks/{id}/recover", s.client(s.recoverEvents))
 	s.handle("POST /api/webhooks/{id}/test", s.client(s.testWebhook))

@@ -8,11 +8,11 @@ import (
 
 // Routes lists every route as "METHOD /pattern". The OpenAPI consistency
 // test compares it with the spec.
-var Routes []string
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 
 func (s *Server) handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
-	Routes = appendOnce(Routes, pattern)
+	s.routes = appendOnce(s.routes, pattern)
 }
 
 func appendOnce(list []string, v string) []string {
@@ -24,7 +24,7 @@ func appendOnce(list []string, v string) []string {
 	return append(list, v)
 }
 
-func (s *Server) routes() {
+func (s *Server) register() {
 	s.handle("GET /healthz", s.public(s.healthz))
 	s.handle("GET /readyz", s.public(s.readyz))
 

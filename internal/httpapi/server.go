@@ -66,6 +66,7 @@ type Server struct {
 	deliveries   DeliveryService
 	mux          *http.ServeMux
 	handler      http.Handler
+	routes       []string // "METHOD /pattern" of every route, for Routes
 }
 
 // New builds the server and its routes.
@@ -95,7 +96,7 @@ func New(cfg Config) *Server {
 	if s.limit.rate == 0 {
 		s.limit = newLimiter(200, 400)
 	}
-	s.routes()
+	s.register()
 	if cfg.Extra != nil {
 		cfg.Extra(s.mux)
 	}
