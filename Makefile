@@ -28,6 +28,20 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
+## reliability: the reliability suite at full size (a 20,000-event burst through a SIGKILL, receiver and PostgreSQL outages, a hung receiver, tenant isolation), then each fuzz target for 30 s (FUZZTIME=...)
+.PHONY: reliability
+reliability:
+	WAGATE_RELIABILITY_EVENTS=$${WAGATE_RELIABILITY_EVENTS:-20000} scripts/test.sh ./internal/reliability/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(or $(FUZZTIME),30s) ./internal/reliability/
+	$(GO) test -run '^$$' -fuzz '^FuzzSandboxInject$$' -fuzztime $(or $(FUZZTIME),30s) ./internal/reliability/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(or $(FUZZTIME),30s) ./webhooksig/
+
 ## bench: the Go benchmarks of the hot paths
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: load
+## load: the end-to-end load test against a wagate it spawns on SQLite (docs/benchmarks.md);
+## LOAD_ARGS adds flags, e.g. make load LOAD_ARGS="--rate 1000 --duration 30s"
+load:
+	$(GO) run ./cmd/wagate-load $(LOAD_ARGS)

@@ -22,7 +22,7 @@ type Store interface {
 	Claim(ctx context.Context, lease Lease, limit int, skipWebhooks []string) ([]Job, error)
 	Complete(ctx context.Context, results []Result, minFailures int, disableAfter time.Duration) ([]Disabled, error)
 	ReleaseOwner(ctx context.Context, owner string) (int64, error)
-	RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error)
+	RenewLeases(ctx context.Context, owner string, until time.Time, ids []string) (int64, error)
 	ListEvents(ctx context.Context, q ListQuery) ([]EventItem, string, error)
 	GetEvent(ctx context.Context, clientID int64, id string) (EventItem, error)
 	Requeue(ctx context.Context, clientID int64, id string) (string, error)
@@ -103,6 +103,13 @@ type Engine struct {
 	// resMu guards sends on results against its close at shutdown.
 	resMu     sync.RWMutex
 	resClosed bool
+	// held is every job this node holds until its result is written:
+	// queued, in flight, or waiting in results. Only their leases are
+	// renewed, so a row the node has lost track of is not kept forever.
+	heldMu sync.Mutex
+	held   map[string]struct{}
+	// closing bounds the writer's retries once Close has begun.
+	closing atomic.Bool
 }
 
 // New builds an engine; Start runs it.
@@ -167,6 +174,7 @@ func New(cfg Config) *Engine {
 		hooks:   newHookCache(cfg.Webhooks, 5*time.Second, cfg.Now),
 		results: make(chan Result, cfg.BatchSize*4),
 		kick:    make(chan struct{}, 1),
+		held:    map[string]struct{}{},
 	}
 	return e
 }
@@ -202,6 +210,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	if !e.started.Swap(false) {
 		return nil
 	}
+	e.closing.Store(true)
 	e.cancel()
 	e.loops.Wait()
 	left := e.disp.close()
@@ -287,8 +296,14 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 // hand gives leased jobs to the dispatcher; what it will not hold goes back
 // to the database for the pollers. It returns false once closed.
 func (e *Engine) hand(jobs []Job) bool {
+	e.heldMu.Lock()
+	for _, j := range jobs {
+		e.held[j.ID] = struct{}{}
+	}
+	e.heldMu.Unlock()
 	overflow, ok := e.disp.push(jobs)
 	if !ok {
+		e.forget(jobs)
 		return false
 	}
 	if len(overflow) > 0 {
@@ -306,6 +321,15 @@ func (e *Engine) hand(jobs []Job) bool {
 	return true
 }
 
+// forget drops jobs from the held set once their results are written.
+func (e *Engine) forget(jobs []Job) {
+	e.heldMu.Lock()
+	for _, j := range jobs {
+		delete(e.held, j.ID)
+	}
+	e.heldMu.Unlock()
+}
+
 // renew extends this node's leases while their jobs wait in memory.
 func (e *Engine) renew(ctx context.Context) {
 	defer e.loops.Done()
@@ -317,7 +341,13 @@ func (e *Engine) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := e.store.RenewLeases(ctx, e.cfg.NodeID, e.now().Add(e.cfg.Lease)); err != nil && ctx.Err() == nil {
+		e.heldMu.Lock()
+		ids := make([]string, 0, len(e.held))
+		for id := range e.held {
+			ids = append(ids, id)
+		}
+		e.heldMu.Unlock()
+		if _, err := e.store.RenewLeases(ctx, e.cfg.NodeID, e.now().Add(e.cfg.Lease), ids); err != nil && ctx.Err() == nil {
 			e.log.Warn("renewing delivery leases failed", "err", err)
 		}
 	}
@@ -411,23 +441,40 @@ func (e *Engine) writeResults() {
 	}
 }
 
+// flush writes one batch. While the engine runs it retries for as long as
+// it takes (a database outage), since a dropped result would leave its row
+// leased to this node; once Close has begun it gives up after a while, and
+// the rows come back when this node restarts or their leases end.
 func (e *Engine) flush(batch []Result) {
 	wait := 50 * time.Millisecond
+	var deadline time.Time
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		disabled, err := e.store.Complete(ctx, batch, e.cfg.MinFailures, e.cfg.DisableAfter)
 		cancel()
 		if err == nil {
+			jobs := make([]Job, len(batch))
+			for i, r := range batch {
+				jobs[i] = r.Job
+			}
+			e.forget(jobs)
 			for _, d := range disabled {
 				e.webhookDisabled(d)
 			}
 			return
 		}
-		if try == 20 {
-			e.log.Error("giving up writing delivery results; the rows will be delivered again when their lease ends", "err", err, "results", len(batch))
-			return
+		if e.closing.Load() {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(10 * time.Second)
+			} else if time.Now().After(deadline) {
+				e.log.Error("shutting down without writing delivery results; the rows are delivered again after a restart",
+					"err", err, "results", len(batch))
+				return
+			}
 		}
-		e.log.Warn("writing delivery results failed; retrying", "err", err, "try", try)
+		if try == 1 || try%20 == 0 {
+			e.log.Warn("writing delivery results failed; retrying", "err", err, "try", try, "results", len(batch))
+		}
 		time.Sleep(wait)
 		wait = min(wait*2, 5*time.Second)
 	}

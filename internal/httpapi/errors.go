@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/wagate/wagate/internal/errs"
 )
@@ -42,6 +46,10 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	var e *errs.Error
 	if !errors.As(err, &e) {
 		e = &errs.Error{Code: errs.Internal, Message: "Internal server error", Err: err}
+		if unreachable(err) {
+			e = &errs.Error{Code: errs.Unavailable, Message: "The database is unreachable; retry shortly", Err: err}
+			w.Header().Set("Retry-After", "5")
+		}
 	}
 	status, ok := statusOf[e.Code]
 	if !ok {
@@ -69,4 +77,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
+}
+
+// unreachable tells a failure to reach a dependency (the database during a
+// restart or failover) from a bug, so callers get a retriable 503 rather
+// than a 500. The drivers' connection errors have no common type, hence the
+// SQLSTATE classes too: 08 (connection exception) and 57P (operator
+// intervention, e.g. the server shutting down).
+func unreachable(err error) bool {
+	var netErr net.Error
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"SQLSTATE 08", "SQLSTATE 57P", "failed to connect", "conn closed", "connection refused",
+		"connection reset", "broken pipe", "unexpected EOF"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }

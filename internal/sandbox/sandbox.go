@@ -254,14 +254,22 @@ func (c *conn) Send(ctx context.Context, m sessions.Outbound) (sessions.SendResu
 	res := sessions.SendResult{MessageID: NewMessageID(), Timestamp: c.e.opts.Now().UTC()}
 	c.e.record(c.id, sessions.SentMessage{MessageID: res.MessageID, Timestamp: res.Timestamp, Message: m})
 	if m.Type != sessions.KindReaction {
-		c.scheduleLocked(c.e.opts.DeliveredAfter, res.MessageID, m.To, "delivered")
-		c.scheduleLocked(c.e.opts.ReadAfter, res.MessageID, m.To, "read")
+		// The read receipt is scheduled once the delivered one is stored, so
+		// they always arrive in a phone's order, however loaded the machine.
+		c.scheduleLocked(c.e.opts.DeliveredAfter, res.MessageID, m.To, "delivered", func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !c.closed && c.connected && c.e.opts.ReadAfter >= 0 {
+				c.scheduleLocked(max(c.e.opts.ReadAfter-c.e.opts.DeliveredAfter, 0), res.MessageID, m.To, "read", nil)
+			}
+		})
 	}
 	return res, nil
 }
 
-// scheduleLocked reports a receipt for a sent message after d.
-func (c *conn) scheduleLocked(d time.Duration, messageID, to, kind string) {
+// scheduleLocked reports a receipt for a sent message after d, then runs
+// next (if any).
+func (c *conn) scheduleLocked(d time.Duration, messageID, to, kind string, next func()) {
 	if d < 0 {
 		return
 	}
@@ -283,6 +291,9 @@ func (c *conn) scheduleLocked(d time.Duration, messageID, to, kind string) {
 		ev := c.ack(messageID, sessions.UserOf(to), to, kind)
 		if err := c.sink.Inbound(ctx, ev); err != nil {
 			c.log.Warn("sandbox receipt not stored", "message_id", messageID, "kind", kind, "err", err)
+		}
+		if next != nil {
+			next()
 		}
 	})
 }

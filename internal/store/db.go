@@ -162,17 +162,31 @@ func (s *DB) LatestVersion() int {
 // ErrSchemaTooNew means the database was migrated by a newer wagate.
 var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
 
-// Version returns the applied schema version (0 for an empty database).
+// Version returns the applied schema version (0 for an empty database). It
+// only reads, so readiness probes can call it.
 func (s *DB) Version(ctx context.Context) (int, error) {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS wagate_migrations (
-		version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
-		return 0, fmt.Errorf("create wagate_migrations: %w", err)
-	}
 	var v sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM wagate_migrations`).Scan(&v); err != nil {
+		if !s.tableExists(ctx) {
+			return 0, nil
+		}
 		return 0, err
 	}
 	return int(v.Int64), nil
+}
+
+// tableExists reports whether wagate_migrations exists (an empty database
+// has none yet).
+func (s *DB) tableExists(ctx context.Context) bool {
+	q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'wagate_migrations'`
+	if s.dialect == Postgres {
+		q = `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'wagate_migrations'`
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return true // unknown: let the caller report the first error
+	}
+	return n > 0
 }
 
 // Migrate applies every migration newer than the database's version, each in
@@ -193,6 +207,10 @@ func (s *DB) Migrate(ctx context.Context) error {
 			return fmt.Errorf("migration lock: %w", err)
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7231001)`)
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS wagate_migrations (
+		version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create wagate_migrations: %w", err)
 	}
 	cur, err := s.Version(ctx)
 	if err != nil {

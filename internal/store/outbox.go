@@ -789,13 +789,30 @@ func (s *DB) parkDeliveries(ctx context.Context, tx *sql.Tx, webhookID string, p
 	return nil
 }
 
-// RenewLeases extends every live lease of owner to until, so rows waiting
-// in that node's memory longer than a lease are not claimed twice.
-func (s *DB) RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error) {
-	res, err := s.exec(ctx, `UPDATE whatsapp_webhook_events SET next_attempt_at = $1
-		WHERE status = 'pending' AND lease_owner = $2 AND next_attempt_at > $3`, ms(until), owner, ms(s.now()))
-	if err != nil {
-		return 0, err
+// RenewLeases extends to until the leases of owner on the rows ids, which
+// the node still holds in memory, so they are not claimed twice while they
+// wait.
+func (s *DB) RenewLeases(ctx context.Context, owner string, until time.Time, ids []string) (int64, error) {
+	var total int64
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		q := s.bulk(len(part) + 2)
+		q.WriteString(`UPDATE whatsapp_webhook_events SET next_attempt_at = `)
+		q.arg(ms(until))
+		q.WriteString(` WHERE status = 'pending' AND lease_owner = `)
+		q.arg(owner)
+		q.WriteString(` AND id IN `)
+		anys := make([]any, len(part))
+		for i, id := range part {
+			anys[i] = id
+		}
+		q.row(true, anys...)
+		res, err := s.exec(ctx, q.String(), q.args...)
+		if err != nil {
+			return total, err
+		}
+		n, _ := res.RowsAffected()
+		total += n
 	}
-	return res.RowsAffected()
+	return total, nil
 }
