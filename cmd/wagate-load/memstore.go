@@ -1,0 +1,275 @@
+package main
+
+import (
+	"container/heap"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/wagate/wagate/internal/delivery"
+)
+
+// memStore is a delivery.Store that keeps the outbox in memory: the
+// "durability switched off" variant of the benchmark harness. It does what
+// store.DB does for the delivery engine (fan-out to matching webhooks,
+// dedupe, leases, claims of due rows oldest first, results) without any
+// I/O. Delivered and failed rows are dropped, so memory stays bounded by
+// what is pending. Nothing survives the process, and it does not take part
+// in the events API (listing, retry, recover): this is for measurement only.
+type memStore struct {
+	// The events API (list, get, retry, recover) is not served: those
+	// methods are the nil interface's and panic, which the API answers 500.
+	// Embedding keeps the harness building when they change.
+	delivery.Store
+
+	db  *sql.DB // webhooks are read from wagate's database, as store.DB does
+	now func() time.Time
+
+	mu        sync.Mutex
+	seen      map[string]struct{} // session + dedupe key
+	rows      map[string]*memRow  // pending rows by id
+	queue     rowHeap             // pending rows by next_attempt_at
+	delivered int64
+	failed    int64
+}
+
+// memRow is a pending row. As in store.DB, next is when it is due: its
+// next attempt, or while leased the end of the lease, so a row whose node
+// never reports back is claimable again once the lease ends.
+type memRow struct {
+	job        delivery.Job
+	next       time.Time
+	leaseOwner string
+	index      int // in queue
+}
+
+func newMemStore(db *sql.DB, now func() time.Time) *memStore {
+	return &memStore{db: db, now: now, seen: map[string]struct{}{}, rows: map[string]*memRow{}}
+}
+
+var _ delivery.Store = (*memStore)(nil)
+
+// fanoutHook is a webhook an event may go to.
+type fanoutHook struct {
+	id     string
+	events []string
+}
+
+// matching lists the webhooks an event of t goes to, with the query
+// store.DB runs in every Ingest (outside a transaction here): the read
+// stays, only the writes go.
+func (m *memStore) matching(ctx context.Context, t delivery.Target) ([]fanoutHook, error) {
+	q := `SELECT id, phone_number, events FROM webhooks WHERE client_id = $1 AND active = $2`
+	args := []any{t.ClientID, true}
+	if t.WebhookID != "" {
+		q += ` AND id = $3`
+		args = append(args, t.WebhookID)
+	}
+	rows, err := m.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []fanoutHook
+	for rows.Next() {
+		var h fanoutHook
+		var phone, evs string
+		if err := rows.Scan(&h.id, &phone, &evs); err != nil {
+			return nil, err
+		}
+		if t.WebhookID == "" && phone != "" && phone != t.PhoneNumber {
+			continue
+		}
+		if t.WebhookID != "" {
+			h.events = []string{"*"}
+		} else if err := json.Unmarshal([]byte(evs), &h.events); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEvent, lease delivery.Lease) (int, []delivery.Job, error) {
+	hooks, err := m.matching(ctx, t)
+	if err != nil {
+		return 0, nil, err
+	}
+	now := m.now()
+	// As store.DB: a job the caller has room for is leased, the rest wait
+	// for the pollers.
+	room := map[string]int{}
+	leased := func(webhookID string) bool {
+		if lease.Owner == "" {
+			return false
+		}
+		if lease.Room == nil {
+			return true
+		}
+		n, ok := room[webhookID]
+		if !ok {
+			n = lease.Room(webhookID)
+		}
+		room[webhookID] = n - 1
+		return n > 0
+	}
+	var jobs []delivery.Job
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	stored := 0
+	for _, ev := range evs {
+		if ev.DedupeKey != "" {
+			k := t.SessionID + "\x00" + ev.DedupeKey
+			if _, dup := m.seen[k]; dup {
+				continue
+			}
+			m.seen[k] = struct{}{}
+		}
+		stored++
+		for _, h := range hooks {
+			if !slices.Contains(h.events, "*") && !slices.Contains(h.events, ev.Type) {
+				continue
+			}
+			j := delivery.Job{ID: delivery.NewID(), EventID: ev.ID, WebhookID: h.id, ClientID: t.ClientID,
+				EventType: ev.Type, Payload: ev.Payload, CreatedAt: ev.CreatedAt}
+			j.Leased = leased(h.id)
+			r := &memRow{job: j, next: now}
+			if j.Leased {
+				r.leaseOwner, r.next = lease.Owner, lease.Until
+			}
+			m.rows[j.ID] = r
+			heap.Push(&m.queue, r)
+			jobs = append(jobs, j)
+		}
+	}
+	return stored, jobs, nil
+}
+
+func (m *memStore) Claim(ctx context.Context, lease delivery.Lease, limit int, skipWebhooks []string) ([]delivery.Job, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var jobs []delivery.Job
+	var claimed, skipped []*memRow
+	for len(jobs) < limit && m.queue.Len() > 0 && !m.queue[0].next.After(now) {
+		r := heap.Pop(&m.queue).(*memRow)
+		if slices.Contains(skipWebhooks, r.job.WebhookID) {
+			skipped = append(skipped, r)
+			continue
+		}
+		r.leaseOwner, r.next = lease.Owner, lease.Until
+		claimed = append(claimed, r)
+		j := r.job
+		j.Leased = true
+		jobs = append(jobs, j)
+	}
+	for _, r := range append(claimed, skipped...) {
+		heap.Push(&m.queue, r)
+	}
+	return jobs, nil
+}
+
+func (m *memStore) Complete(ctx context.Context, results []delivery.Result, minFailures int, disableAfter time.Duration) ([]delivery.Disabled, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, res := range results {
+		r := m.rows[res.Job.ID]
+		if r == nil {
+			continue
+		}
+		switch res.Outcome {
+		case delivery.OutcomeDelivered, delivery.OutcomeFailed:
+			delete(m.rows, res.Job.ID)
+			heap.Remove(&m.queue, r.index)
+			if res.Outcome == delivery.OutcomeDelivered {
+				m.delivered++
+			} else {
+				m.failed++
+			}
+		case delivery.OutcomeRetry:
+			r.job.Attempts++
+			r.leaseOwner, r.next = "", res.NextAttemptAt
+			heap.Fix(&m.queue, r.index)
+		case delivery.OutcomeRelease:
+			r.leaseOwner, r.next = "", now
+			heap.Fix(&m.queue, r.index)
+		}
+	}
+	return nil, nil
+}
+
+func (m *memStore) ReleaseOwner(ctx context.Context, owner string) (int64, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, r := range m.rows {
+		if r.leaseOwner == owner {
+			r.leaseOwner, r.next = "", now
+			heap.Fix(&m.queue, r.index)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (m *memStore) RenewLeases(ctx context.Context, owner string, until time.Time, ids []string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, id := range ids {
+		if r, ok := m.rows[id]; ok && r.leaseOwner == owner { // rows holds pending rows only
+			r.next = until
+			heap.Fix(&m.queue, r.index)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (m *memStore) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	return 0, nil
+}
+
+func (m *memStore) OutboxStats(ctx context.Context) (delivery.Stats, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := delivery.Stats{Pending: int64(len(m.rows)), Failed: m.failed}
+	for _, r := range m.rows {
+		if !r.next.After(now) {
+			st.Due++
+		}
+	}
+	if m.queue.Len() > 0 && !m.queue[0].next.After(now) {
+		st.OldestDueAge = now.Sub(m.queue[0].next)
+	}
+	return st, nil
+}
+
+// rowHeap orders pending rows by when they are due.
+type rowHeap []*memRow
+
+func (h rowHeap) Len() int           { return len(h) }
+func (h rowHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h rowHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *rowHeap) Push(x any) {
+	r := x.(*memRow)
+	r.index = len(*h)
+	*h = append(*h, r)
+}
+func (h *rowHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	old[len(old)-1] = nil
+	r.index = -1
+	*h = old[:len(old)-1]
+	return r
+}
