@@ -13,6 +13,7 @@
 #       (WAGATE_TEST_POSTGRES_URL is set; -run '^$' is added)
 #
 # BENCH_PG_CONF adds server settings, e.g. BENCH_PG_CONF="-c synchronous_commit=off".
+# BENCH_PG_KEEP_LOG=file copies the server log there at the end.
 # BENCH_PG_STATS=1 loads pg_stat_statements and prints the costliest
 # statements (time, rows, WAL per row) after the run.
 set -euo pipefail
@@ -47,6 +48,7 @@ chown "$PGUSER_OS" "$PGTMP"
 chmod 0755 "$PGTMP"
 stop_pg() {
   "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGTMP/data" -m fast -w stop >/dev/null 2>&1 || true
+  [ -n "${BENCH_PG_KEEP_LOG:-}" ] && cp "$PGTMP/server.log" "$BENCH_PG_KEEP_LOG"
   rm -rf "$PGTMP"
 }
 trap stop_pg EXIT

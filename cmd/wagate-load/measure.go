@@ -471,6 +471,10 @@ func (l *loadRun) result(mode string, n int) *result {
 		}
 	}
 	r.Latency = latencyOf(t.latencies)
+	r.StartedAt = l.rec.base.Add(time.Duration(w.from)).UTC().Format(time.RFC3339Nano)
+	for _, v := range t.maxLatencyPerSecond {
+		r.MaxLatencyPerSecond = append(r.MaxLatencyPerSecond, ms(v))
+	}
 	r.InjectRequest = latencyOf(t.injectTook)
 	if o.rate > 0 {
 		lag := latencyOf(t.injectLag)

@@ -150,6 +150,7 @@ type tally struct {
 	latencies                    []int64
 	lastArrival                  int64
 	perSecond                    []int
+	maxLatencyPerSecond          []int64 // by the arrival's second in the window
 	injectTook, injectLag        []int64
 	requestsOK, requestsFailed   int
 	firstMeasuredSent, lastSent  int64
@@ -164,6 +165,7 @@ func (r *recorder) tally(w window) tally {
 	secs := int((w.to-w.from)/int64(time.Second)) + 1
 	if w.to > w.from {
 		t.perSecond = make([]int, secs)
+		t.maxLatencyPerSecond = make([]int64, secs)
 	}
 	for seq := 0; seq < t.injected; seq++ {
 		sent := r.sent.get(seq)
@@ -197,6 +199,9 @@ func (r *recorder) tally(w window) tally {
 			if measured {
 				t.measured++
 				t.latencies = append(t.latencies, at-sent)
+				if i := int((at - w.from) / int64(time.Second)); at >= w.from && i < len(t.maxLatencyPerSecond) {
+					t.maxLatencyPerSecond[i] = max(t.maxLatencyPerSecond[i], at-sent)
+				}
 			}
 		}
 	}

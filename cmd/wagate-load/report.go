@@ -40,9 +40,14 @@ type result struct {
 	PerSecondMedian int `json:"per_second_median"`
 	PerSecondMax    int `json:"per_second_max"`
 
-	Latency       latency  `json:"latency"`        // send of the inject request -> arrival at the receiver
-	InjectRequest latency  `json:"inject_request"` // inject request duration (the server commits before answering)
-	InjectLag     *latency `json:"inject_lag,omitempty"`
+	Latency latency `json:"latency"` // send of the inject request -> arrival at the receiver
+	// StartedAt is when the measured window began (wall clock), and
+	// MaxLatencyPerSecond the worst latency of each second of it, to line
+	// stalls up with server logs.
+	StartedAt           string    `json:"window_started_at"`
+	MaxLatencyPerSecond []float64 `json:"max_latency_per_second_ms,omitempty"`
+	InjectRequest       latency   `json:"inject_request"` // inject request duration (the server commits before answering)
+	InjectLag           *latency  `json:"inject_lag,omitempty"`
 
 	Injected             int    `json:"injected"`
 	Accepted             int    `json:"accepted"`
