@@ -293,7 +293,8 @@ func TestRetryEndpoint(t *testing.T) {
 	}
 	fail = false
 	r := c.do("POST", "/api/webhooks/events/"+ev["id"].(string)+"/retry", nil)
-	if r.Status != http.StatusAccepted || r.json(t)["status"] != "pending" {
+	// The requeued event may already be delivered when the answer is read.
+	if st := r.json(t)["status"]; r.Status != http.StatusAccepted || st != "pending" && st != "delivered" {
 		t.Fatalf("retry: %d %s", r.Status, r.Body)
 	}
 	waitFor(t, "delivered after retry", 10*time.Second, func() bool {
