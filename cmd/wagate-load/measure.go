@@ -359,6 +359,11 @@ func runOnce(ctx context.Context, o *options, mode string, n int, b *builder, lo
 			return nil, err
 		}
 	}
+	if t.died != nil {
+		if dead, how := t.died(); dead {
+			return l.result(mode, n), fmt.Errorf("the wagate process exited during the run (%s); its log ends with:\n%s", how, t.logTail())
+		}
+	}
 	l.waitStored(ctx)
 	res = l.result(mode, n)
 	if t.pid != 0 {

@@ -47,6 +47,8 @@ type target struct {
 	stop func(ctx context.Context) error
 	// logTail returns the end of the server's log, for errors.
 	logTail func() string
+	// died reports whether a spawned server exited before it was stopped.
+	died func() (bool, string)
 }
 
 func randomHex(n int) string {
@@ -264,16 +266,29 @@ func spawn(ctx context.Context, o *options, b *builder, dataDir, dbURL, adminTok
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); logFile.Close(); close(exited) }()
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); logFile.Close(); close(exited) }()
 	tail := func() string {
 		b, _ := os.ReadFile(logPath)
 		return truncateHead(string(b), 3000)
 	}
+	stopping := false
 	t := &target{
 		baseURL: "http://" + addr, adminToken: adminToken, pid: cmd.Process.Pid,
 		rssScope: "the wagate process", logTail: tail,
+		died: func() (bool, string) {
+			select {
+			case <-exited:
+				if !stopping {
+					return true, fmt.Sprint(exitErr)
+				}
+			default:
+			}
+			return false, ""
+		},
 	}
 	t.stop = func(ctx context.Context) error {
+		stopping = true
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
