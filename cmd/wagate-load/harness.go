@@ -96,7 +96,7 @@ func (h *harness) start(ctx context.Context, cfg *config.Config, durable bool, l
 	})
 	h.outbox = db
 	if !durable {
-		h.outbox = newMemStore(db.SQL(), time.Now)
+		h.outbox = newMemStore(db, time.Now)
 	}
 	met := metrics.New(metrics.Options{
 		Version: "harness", Log: log, OutboxStats: h.outbox.OutboxStats,

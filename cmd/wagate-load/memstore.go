@@ -3,13 +3,13 @@ package main
 import (
 	"container/heap"
 	"context"
-	"database/sql"
-	"encoding/json"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/wagate/wagate/internal/delivery"
+	"github.com/wagate/wagate/internal/store"
+	"github.com/wagate/wagate/internal/webhooks"
 )
 
 // memStore is a delivery.Store that keeps the outbox in memory: the
@@ -25,7 +25,11 @@ type memStore struct {
 	// Embedding keeps the harness building when they change.
 	delivery.Store
 
-	db  *sql.DB // webhooks are read from wagate's database, as store.DB does
+	// fanout reads the webhooks an event goes to from wagate's database,
+	// with the same query store.DB runs in every Ingest.
+	fanout interface {
+		FanoutWebhooks(ctx context.Context, t delivery.Target) ([]webhooks.Webhook, error)
+	}
 	now func() time.Time
 
 	mu        sync.Mutex
@@ -46,55 +50,14 @@ type memRow struct {
 	index      int // in queue
 }
 
-func newMemStore(db *sql.DB, now func() time.Time) *memStore {
-	return &memStore{db: db, now: now, seen: map[string]struct{}{}, rows: map[string]*memRow{}}
+func newMemStore(db *store.DB, now func() time.Time) *memStore {
+	return &memStore{fanout: db, now: now, seen: map[string]struct{}{}, rows: map[string]*memRow{}}
 }
 
 var _ delivery.Store = (*memStore)(nil)
 
-// fanoutHook is a webhook an event may go to.
-type fanoutHook struct {
-	id     string
-	events []string
-}
-
-// matching lists the webhooks an event of t goes to, with the query
-// store.DB runs in every Ingest (outside a transaction here): the read
-// stays, only the writes go.
-func (m *memStore) matching(ctx context.Context, t delivery.Target) ([]fanoutHook, error) {
-	q := `SELECT id, phone_number, events FROM webhooks WHERE client_id = $1 AND active = $2`
-	args := []any{t.ClientID, true}
-	if t.WebhookID != "" {
-		q += ` AND id = $3`
-		args = append(args, t.WebhookID)
-	}
-	rows, err := m.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []fanoutHook
-	for rows.Next() {
-		var h fanoutHook
-		var phone, evs string
-		if err := rows.Scan(&h.id, &phone, &evs); err != nil {
-			return nil, err
-		}
-		if t.WebhookID == "" && phone != "" && phone != t.PhoneNumber {
-			continue
-		}
-		if t.WebhookID != "" {
-			h.events = []string{"*"}
-		} else if err := json.Unmarshal([]byte(evs), &h.events); err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
-}
-
 func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEvent, lease delivery.Lease) (int, []delivery.Job, error) {
-	hooks, err := m.matching(ctx, t)
+	hooks, err := m.fanout.FanoutWebhooks(ctx, t)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -130,12 +93,12 @@ func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery
 		}
 		stored++
 		for _, h := range hooks {
-			if !slices.Contains(h.events, "*") && !slices.Contains(h.events, ev.Type) {
+			if !h.Matches(ev.Type) {
 				continue
 			}
-			j := delivery.Job{ID: delivery.NewID(), EventID: ev.ID, WebhookID: h.id, ClientID: t.ClientID,
+			j := delivery.Job{ID: delivery.NewID(), EventID: ev.ID, WebhookID: h.ID, ClientID: t.ClientID,
 				EventType: ev.Type, Payload: ev.Payload, CreatedAt: ev.CreatedAt}
-			j.Leased = leased(h.id)
+			j.Leased = leased(h.ID)
 			r := &memRow{job: j, next: now}
 			if j.Leased {
 				r.leaseOwner, r.next = lease.Owner, lease.Until

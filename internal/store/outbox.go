@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/internal/delivery"
+	"github.com/wagate/wagate/internal/webhooks"
 )
 
 // chunk bounds rows per multi-row statement, well under both dialects'
@@ -62,19 +63,9 @@ func (q *bulk) row(first bool, vals ...any) {
 	q.WriteByte(')')
 }
 
-type fanoutHook struct {
-	id     string
-	phone  string
-	events []string
-}
-
-func (h fanoutHook) matches(eventType string) bool {
-	for _, e := range h.events {
-		if e == "*" || e == eventType {
-			return true
-		}
-	}
-	return false
+// querier is what fan-out reads through: a transaction or the pool.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // Ingest stores new events, skipping those whose (session, dedupe key) is
@@ -91,7 +82,7 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 	stored := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		jobs, stored = jobs[:0], 0
-		hooks, err := s.fanoutHooks(ctx, tx, t)
+		hooks, err := fanoutHooks(ctx, tx, t)
 		if err != nil {
 			return err
 		}
@@ -136,9 +127,9 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 					continue
 				}
 				for _, h := range hooks {
-					if h.matches(ev.Type) {
+					if h.Matches(ev.Type) {
 						jobs = append(jobs, delivery.Job{
-							ID: s.ids.New(now), EventID: ev.ID, WebhookID: h.id, ClientID: t.ClientID,
+							ID: s.ids.New(now), EventID: ev.ID, WebhookID: h.ID, ClientID: t.ClientID,
 							EventType: ev.Type, Payload: ev.Payload, CreatedAt: ev.CreatedAt,
 						})
 					}
@@ -153,32 +144,37 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 	return stored, jobs, nil
 }
 
-func (s *DB) fanoutHooks(ctx context.Context, tx *sql.Tx, t delivery.Target) ([]fanoutHook, error) {
+// FanoutWebhooks lists the active webhooks an event of t goes to, with
+// only the fields fan-out needs (id, phone number, event filter).
+func (s *DB) FanoutWebhooks(ctx context.Context, t delivery.Target) ([]webhooks.Webhook, error) {
+	return fanoutHooks(ctx, s.db, t)
+}
+
+func fanoutHooks(ctx context.Context, db querier, t delivery.Target) ([]webhooks.Webhook, error) {
 	q := `SELECT id, phone_number, events FROM webhooks WHERE client_id = $1 AND active = $2`
 	args := []any{t.ClientID, true}
 	if t.WebhookID != "" {
 		q += ` AND id = $3`
 		args = append(args, t.WebhookID)
 	}
-	rows, err := tx.QueryContext(ctx, q, args...)
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select webhooks: %w", err)
 	}
 	defer rows.Close()
-	var out []fanoutHook
+	var out []webhooks.Webhook
 	for rows.Next() {
-		var h fanoutHook
+		var h webhooks.Webhook
 		var evs string
-		if err := rows.Scan(&h.id, &h.phone, &evs); err != nil {
+		if err := rows.Scan(&h.ID, &h.PhoneNumber, &evs); err != nil {
 			return nil, err
 		}
-		if t.WebhookID == "" && h.phone != "" && h.phone != t.PhoneNumber {
-			continue
-		}
 		if t.WebhookID != "" {
-			h.events = []string{"*"} // a test event goes to the webhook it names
-		} else if err := json.Unmarshal([]byte(evs), &h.events); err != nil {
-			return nil, fmt.Errorf("webhook %s events: %w", h.id, err)
+			h.Events = []string{"*"} // a test event goes to the webhook it names
+		} else if !h.MatchesPhone(t.PhoneNumber) {
+			continue
+		} else if err := json.Unmarshal([]byte(evs), &h.Events); err != nil {
+			return nil, fmt.Errorf("webhook %s events: %w", h.ID, err)
 		}
 		out = append(out, h)
 	}
