@@ -80,7 +80,12 @@ type Lease struct {
 	Until time.Time
 	// Room, when set, says how many more jobs of a webhook this node will
 	// hold; Ingest leases no more than that and leaves the rest to pollers.
+	// A negative Room means the webhook itself is saturated on this node.
 	Room func(webhookID string) int
+	// Defer is how long the rows of a saturated webhook (negative Room)
+	// wait before pollers look at them: due at once, they would only be
+	// stepped over by every claim while that webhook has no room.
+	Defer time.Duration
 }
 
 // Disabled is a webhook the engine switched off.

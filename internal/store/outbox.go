@@ -183,20 +183,28 @@ func fanoutHooks(ctx context.Context, db querier, t delivery.Target) ([]webhooks
 
 func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, lease delivery.Lease, now time.Time) error {
 	// A job the caller has room for is leased: due when the lease ends.
+	// A saturated webhook's rows (negative room) are deferred.
 	room := map[string]int{}
-	leased := func(webhookID string) bool {
+	leased := func(webhookID string) (bool, bool) {
 		if lease.Owner == "" {
-			return false
+			return false, false
 		}
 		if lease.Room == nil {
-			return true
+			return true, false
 		}
 		n, ok := room[webhookID]
 		if !ok {
 			n = lease.Room(webhookID)
 		}
+		if n < 0 {
+			return false, true
+		}
+		if n == 0 {
+			room[webhookID] = 0
+			return false, false
+		}
 		room[webhookID] = n - 1
-		return n > 0
+		return true, false
 	}
 	for start := 0; start < len(jobs); start += chunk {
 		part := jobs[start:min(start+chunk, len(jobs))]
@@ -207,8 +215,11 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 		for i := range part {
 			j := &part[i]
 			owner, next := "", at
-			if j.Leased = leased(j.WebhookID); j.Leased {
+			var deferred bool
+			if j.Leased, deferred = leased(j.WebhookID); j.Leased {
 				owner, next = lease.Owner, ms(lease.Until)
+			} else if deferred {
+				next = ms(now.Add(lease.Defer))
 			}
 			q.row(i == 0, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID, "pending", next, owner, at, at)
 		}
