@@ -48,7 +48,22 @@ type DB struct {
 	writeMu sync.Mutex
 	// ids makes the outbox rows' ids from the store's clock.
 	ids delivery.IDGen
+	// stop ends the SQLite checkpointer; done says it has ended.
+	stop chan struct{}
+	done chan struct{}
 }
+
+// SQLite checkpointing. SQLite would otherwise checkpoint the WAL inside
+// whichever commit crosses 1,000 pages, while that writer holds writeMu and
+// every other writer waits behind its copying and fsync. A goroutine does it
+// instead, passively, so writers never wait for it; only a WAL that passive
+// checkpoints cannot shrink (readers kept it busy) is truncated under the
+// write lock.
+const (
+	checkpointEvery   = 500 * time.Millisecond
+	checkpointMaxWAL  = 16384 // pages (64 MiB at 4 KiB) before a truncating checkpoint
+	checkpointTimeout = 30 * time.Second
+)
 
 // Options tune Open.
 type Options struct {
@@ -84,7 +99,7 @@ func Open(ctx context.Context, databaseURL, dataDir string, log *slog.Logger, op
 		// the write lock up front so two writers wait (busy_timeout) instead of
 		// failing on a lock upgrade.
 		dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)" +
-			"&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+			"&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 		s.db, err = sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
@@ -101,11 +116,62 @@ func Open(ctx context.Context, databaseURL, dataDir string, log *slog.Logger, op
 		s.db.Close()
 		return nil, fmt.Errorf("connect to %s: %w", s.dialect, err)
 	}
+	if s.dialect == SQLite {
+		s.stop, s.done = make(chan struct{}), make(chan struct{})
+		go s.checkpointLoop()
+	}
 	return s, nil
 }
 
-// Close closes the pool.
-func (s *DB) Close() error { return s.db.Close() }
+// Close stops the checkpointer, checkpoints a last time and closes the pool.
+func (s *DB) Close() error {
+	if s.stop != nil {
+		close(s.stop)
+		<-s.done
+		s.stop = nil
+		ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+		s.writeMu.Lock()
+		_, _, err := s.checkpoint(ctx, "TRUNCATE")
+		s.writeMu.Unlock()
+		cancel()
+		if err != nil {
+			s.log.Warn("final WAL checkpoint failed", "err", err)
+		}
+	}
+	return s.db.Close()
+}
+
+func (s *DB) checkpointLoop() {
+	defer close(s.done)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+		walPages, _, err := s.checkpoint(ctx, "PASSIVE")
+		if err == nil && walPages > checkpointMaxWAL {
+			s.writeMu.Lock()
+			_, _, err = s.checkpoint(ctx, "TRUNCATE")
+			s.writeMu.Unlock()
+		}
+		cancel()
+		if err != nil {
+			s.log.Warn("WAL checkpoint failed", "err", err)
+		}
+	}
+}
+
+// checkpoint runs one WAL checkpoint of the given mode and returns the
+// WAL's size and how much of it is now in the database, in pages.
+func (s *DB) checkpoint(ctx context.Context, mode string) (walPages, done int, err error) {
+	var busy int
+	err = s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &walPages, &done)
+	return walPages, done, err
+}
 
 // Dialect returns SQLite or Postgres.
 func (s *DB) Dialect() string { return s.dialect }
