@@ -108,7 +108,7 @@ func (h *harness) start(ctx context.Context, cfg *config.Config, durable bool, l
 		NodeID: "wagate-load-harness", Transport: h.tr, UserAgent: "wagate/harness",
 		Workers: cfg.Workers, MaxInFlightPerWebhook: cfg.MaxInFlightPerHook, Timeout: cfg.WebhookTimeout,
 		Schedule: cfg.RetrySchedule, DisableAfter: cfg.WebhookDisableAfter, AlertURL: cfg.AlertWebhookURL,
-		Retention: cfg.Retention,
+		Retention: cfg.Retention, IngestConcurrency: ingestConcurrency(db.Dialect()),
 	})
 	if err := h.eng.Start(ctx); err != nil {
 		h.eng = nil
@@ -163,4 +163,13 @@ func (h *harness) close(ctx context.Context) error {
 		errs = append(errs, h.db.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// ingestConcurrency is app.Main's: one inbound batch stored at a time on
+// SQLite's single writer, four on PostgreSQL.
+func ingestConcurrency(dialect string) int {
+	if dialect == store.Postgres {
+		return 4
+	}
+	return 1
 }

@@ -64,20 +64,24 @@ func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery
 	now := m.now()
 	// As store.DB: a job the caller has room for is leased, the rest wait
 	// for the pollers.
+	// A stalled webhook's rows (negative room) are deferred.
 	room := map[string]int{}
-	leased := func(webhookID string) bool {
+	leased := func(webhookID string) (bool, bool) {
 		if lease.Owner == "" {
-			return false
+			return false, false
 		}
 		if lease.Room == nil {
-			return true
+			return true, false
 		}
 		n, ok := room[webhookID]
 		if !ok {
 			n = lease.Room(webhookID)
 		}
-		room[webhookID] = n - 1
-		return n > 0
+		if n < 0 {
+			return false, true
+		}
+		room[webhookID] = max(n-1, 0)
+		return n > 0, false
 	}
 	var jobs []delivery.Job
 	m.mu.Lock()
@@ -98,10 +102,12 @@ func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery
 			}
 			j := delivery.Job{ID: delivery.NewID(), EventID: ev.ID, WebhookID: h.ID, ClientID: t.ClientID,
 				EventType: ev.Type, Payload: ev.Payload, CreatedAt: ev.CreatedAt}
-			j.Leased = leased(h.ID)
+			j.Leased, j.Deferred = leased(h.ID)
 			r := &memRow{job: j, next: now}
 			if j.Leased {
 				r.leaseOwner, r.next = lease.Owner, lease.Until
+			} else if j.Deferred {
+				r.next = now.Add(lease.Defer)
 			}
 			m.rows[j.ID] = r
 			heap.Push(&m.queue, r)
@@ -120,6 +126,10 @@ func (m *memStore) Claim(ctx context.Context, lease delivery.Lease, limit int, s
 	for len(jobs) < limit && m.queue.Len() > 0 && !m.queue[0].next.After(now) {
 		r := heap.Pop(&m.queue).(*memRow)
 		if slices.Contains(skipWebhooks, r.job.WebhookID) {
+			// As store.DB: pushed ahead rather than stepped over again.
+			if lease.Defer > 0 {
+				r.next = now.Add(lease.Defer)
+			}
 			skipped = append(skipped, r)
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/wagate/wagate/internal/delivery"
 	"github.com/wagate/wagate/internal/httpapi"
 	"github.com/wagate/wagate/internal/ssrf"
+	"github.com/wagate/wagate/internal/store"
 )
 
 // startDelivery starts the outbox workers; the engine is also the
@@ -28,7 +29,15 @@ func (m *Main) startDelivery(ctx context.Context) error {
 		MaxIdleConns:        m.Config.Workers * 2,
 		MaxIdleConnsPerHost: m.Config.Workers,
 	})
+	// SQLite has one writer: one inbound batch stored at a time leaves the
+	// result writer and the poller their turn. PostgreSQL stores batches in
+	// parallel on its own cores.
+	ingest := 1
+	if m.DB.Dialect() == store.Postgres {
+		ingest = 4
+	}
 	m.Delivery = delivery.New(delivery.Config{
+		IngestConcurrency:     ingest,
 		Store:                 m.DB,
 		Webhooks:              m.Webhooks,
 		Log:                   m.Log.With("component", "delivery"),

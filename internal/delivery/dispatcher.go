@@ -1,6 +1,15 @@
 package delivery
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// stallAfter is how long a webhook may keep every in-flight slot without
+// finishing one before it counts as stalled: its new rows are then left in
+// the database (deferred) instead of being parked in memory behind it.
+const stallAfter = time.Second
 
 // dispatcher holds the jobs this node has leased and hands them to workers,
 // capping the in-flight deliveries per webhook so that one slow or dead
@@ -19,12 +28,66 @@ type dispatcher struct {
 	parkLimit int
 	capacity  int
 	closed    bool
+	// progress is, per webhook with jobs held, when one of them last
+	// finished (or when it got its first): stalled webhooks are found by it.
+	progress map[string]time.Time
+	now      func() time.Time
+	// Publishers waiting for room (waitRoom) are woken by closing freed
+	// once need jobs fit.
+	freed chan struct{}
+	need  int
 }
 
 func newDispatcher(perHook, parkLimit, capacity int) *dispatcher {
-	d := &dispatcher{parked: map[string]*fifo{}, active: map[string]int{}, perHook: perHook, parkLimit: parkLimit, capacity: capacity}
+	d := &dispatcher{parked: map[string]*fifo{}, active: map[string]int{}, perHook: perHook, parkLimit: parkLimit,
+		capacity: capacity, progress: map[string]time.Time{}, now: time.Now, freed: make(chan struct{})}
 	d.cond = sync.NewCond(&d.mu)
 	return d
+}
+
+// waitRoom waits until n more jobs fit (at most the capacity), the context
+// ends or max passes, and reports whether they fit. Publishers call it
+// before storing a batch, so that a burst the workers cannot keep up with
+// is slowed at the door instead of being stored unleased and read back by
+// the pollers, which costs the database a second write of every row.
+func (d *dispatcher) waitRoom(ctx context.Context, n int, max time.Duration) bool {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	n = min(n, d.capacity)
+	for {
+		d.mu.Lock()
+		if d.closed || d.capacity-d.queued >= n {
+			d.mu.Unlock()
+			return !d.closed
+		}
+		if d.need == 0 || n < d.need {
+			d.need = n
+		}
+		ch := d.freed
+		d.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(max)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
+// release wakes room waiters if the smallest of their needs fits; d.mu held.
+func (d *dispatcher) release() {
+	if d.need > 0 && d.capacity-d.queued >= d.need {
+		close(d.freed)
+		d.freed, d.need = make(chan struct{}), 0
+	}
 }
 
 // room reports how many more jobs the dispatcher should take.
@@ -48,6 +111,9 @@ func (d *dispatcher) push(jobs []Job) (overflow []Job, ok bool) {
 	}
 	woke := 0
 	for _, j := range jobs {
+		if _, ok := d.progress[j.WebhookID]; !ok {
+			d.progress[j.WebhookID] = d.now()
+		}
 		if d.active[j.WebhookID] < d.perHook {
 			d.queued++
 			d.active[j.WebhookID]++
@@ -67,10 +133,10 @@ func (d *dispatcher) push(jobs []Job) (overflow []Job, ok bool) {
 		d.queued++
 		q.push(j)
 	}
-	if woke == 1 {
+	// One wake-up per ready job: a Broadcast would wake every idle worker
+	// to fight over d.mu for a single job.
+	for range woke {
 		d.cond.Signal()
-	} else if woke > 1 {
-		d.cond.Broadcast()
 	}
 	return overflow, true
 }
@@ -95,6 +161,8 @@ func (d *dispatcher) done(webhookID string) (drained bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.queued--
+	d.progress[webhookID] = d.now()
+	d.release()
 	if q := d.parked[webhookID]; q != nil && q.len() > 0 {
 		d.ready.push(q.pop())
 		drained = q.len() == d.parkLimit/2-1
@@ -106,15 +174,29 @@ func (d *dispatcher) done(webhookID string) (drained bool) {
 	}
 	if d.active[webhookID]--; d.active[webhookID] <= 0 {
 		delete(d.active, webhookID)
+		delete(d.progress, webhookID)
 	}
 	return false
 }
 
-// roomFor is how many more jobs of a webhook the dispatcher will hold.
+// stalled reports a webhook whose in-flight slots are all taken and none
+// finished for stallAfter: a hung or very slow receiver. d.mu held.
+func (d *dispatcher) stalled(webhookID string) bool {
+	return d.active[webhookID] >= d.perHook && d.now().Sub(d.progress[webhookID]) >= stallAfter
+}
+
+// roomFor is how many more jobs of a webhook the dispatcher will hold, or
+// -1 when the webhook is stalled: its jobs would only wait behind it.
 func (d *dispatcher) roomFor(webhookID string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || d.queued >= d.capacity {
+	if d.closed {
+		return 0
+	}
+	if d.stalled(webhookID) {
+		return -1
+	}
+	if d.queued >= d.capacity {
 		return 0
 	}
 	n := d.perHook - d.active[webhookID]
@@ -126,14 +208,20 @@ func (d *dispatcher) roomFor(webhookID string) int {
 	return min(n, d.capacity-d.queued)
 }
 
-// saturated lists webhooks whose queue is at least half full, which pollers
-// should not claim for: their jobs would only wait, or be given back.
+// saturated lists webhooks whose queue is at least half full, or that are
+// stalled, which pollers should not claim for: their jobs would only wait,
+// or be given back.
 func (d *dispatcher) saturated() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
 	for id, q := range d.parked {
 		if q.len() >= d.parkLimit/2 {
+			out = append(out, id)
+		}
+	}
+	for id := range d.active {
+		if q := d.parked[id]; (q == nil || q.len() < d.parkLimit/2) && d.stalled(id) {
 			out = append(out, id)
 		}
 	}
@@ -146,6 +234,8 @@ func (d *dispatcher) close() []Job {
 	defer d.mu.Unlock()
 	d.closed = true
 	d.cond.Broadcast()
+	close(d.freed)
+	d.freed = make(chan struct{})
 	var left []Job
 	for d.ready.len() > 0 {
 		left = append(left, d.ready.pop())

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -131,5 +132,63 @@ func TestRetryAfter(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("retryAfter(%d, %v) = %v %v, want %v %v", c.status, c.h, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// A webhook whose in-flight slots all stay taken for stallAfter is
+// stalled: it gets no more room (its rows are deferred) and pollers skip it.
+func TestDispatcherStalledWebhook(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d := newDispatcher(2, 10, 100)
+	d.now = func() time.Time { return now }
+	d.push(jobsFor("hung", 2))
+	d.push(jobsFor("ok", 2))
+	for i := 0; i < 4; i++ {
+		d.next()
+	}
+	if r := d.roomFor("hung"); r != 10 {
+		t.Fatalf("room before the stall %d; want the park limit", r)
+	}
+	now = now.Add(stallAfter)
+	d.done("ok") // ok makes progress, hung does not
+	if r := d.roomFor("hung"); r != -1 {
+		t.Fatalf("room of a stalled webhook %d; want -1", r)
+	}
+	if r := d.roomFor("ok"); r <= 0 {
+		t.Fatalf("room of a healthy webhook %d", r)
+	}
+	if s := d.saturated(); len(s) != 1 || s[0] != "hung" {
+		t.Fatalf("saturated %v", s)
+	}
+	d.done("hung") // one attempt finished (timed out): not stalled any more
+	if r := d.roomFor("hung"); r <= 0 {
+		t.Fatalf("room after progress %d", r)
+	}
+}
+
+// waitRoom blocks a publisher until finished jobs free enough room, and
+// gives up after its limit.
+func TestDispatcherWaitRoom(t *testing.T) {
+	t.Parallel()
+	d := newDispatcher(100, 100, 10)
+	d.push(jobsFor("h", 10))
+	if d.waitRoom(context.Background(), 1, time.Millisecond) {
+		t.Fatal("room reported while full")
+	}
+	got := make(chan bool)
+	go func() { got <- d.waitRoom(context.Background(), 3, time.Minute) }()
+	for i := 0; i < 3; i++ {
+		d.next()
+		d.done("h")
+	}
+	if !<-got {
+		t.Fatal("waiter not woken once 3 slots were free")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.push(jobsFor("h", 3))
+	if d.waitRoom(ctx, 1, time.Minute) {
+		t.Fatal("room reported to a cancelled waiter")
 	}
 }

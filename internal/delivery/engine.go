@@ -76,6 +76,21 @@ type Config struct {
 	ParkLimit             int           // jobs held per webhook beyond those in flight; default Capacity/2
 	PollInterval          time.Duration // default 500 ms
 	BatchSize             int           // results per write; default 500
+	// ResultLinger is how long the result writer waits for more results
+	// before writing a batch that is not full: a few milliseconds turn
+	// one-result transactions into batches at moderate rates; deliveries
+	// are not delayed, only their bookkeeping. Default 5 ms.
+	ResultLinger time.Duration
+	// IngestConcurrency bounds the publishers storing events at once, so
+	// that a burst of inbound batches cannot queue ahead of the result
+	// writer and the poller on a single-writer database. 0: unbounded.
+	IngestConcurrency int
+	// RoomWait is how long a publisher waits for room in memory before it
+	// stores its batch anyway (unleased, for the pollers). Default 2 s.
+	RoomWait time.Duration
+	// Defer is how long a stalled webhook's new rows wait in the database
+	// before pollers look at them. Default 10 s.
+	Defer time.Duration
 }
 
 // Engine delivers webhook events. It implements sessions.Publisher.
@@ -110,6 +125,8 @@ type Engine struct {
 	held   map[string]struct{}
 	// closing bounds the writer's retries once Close has begun.
 	closing atomic.Bool
+	// ingestSem holds a slot per publisher storing events (IngestConcurrency).
+	ingestSem chan struct{}
 }
 
 // New builds an engine; Start runs it.
@@ -153,6 +170,15 @@ func New(cfg Config) *Engine {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
 	}
+	if cfg.ResultLinger <= 0 {
+		cfg.ResultLinger = 5 * time.Millisecond
+	}
+	if cfg.RoomWait <= 0 {
+		cfg.RoomWait = 2 * time.Second
+	}
+	if cfg.Defer <= 0 {
+		cfg.Defer = 10 * time.Second
+	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "wagate"
 	}
@@ -175,6 +201,10 @@ func New(cfg Config) *Engine {
 		results: make(chan Result, cfg.BatchSize*4),
 		kick:    make(chan struct{}, 1),
 		held:    map[string]struct{}{},
+	}
+	e.disp.now = cfg.Now
+	if cfg.IngestConcurrency > 0 {
+		e.ingestSem = make(chan struct{}, cfg.IngestConcurrency)
 	}
 	return e
 }
@@ -249,9 +279,22 @@ func (e *Engine) Publish(ctx context.Context, s sessions.Session, evs []events.I
 }
 
 func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, error) {
+	if e.ingestSem != nil {
+		select {
+		case e.ingestSem <- struct{}{}:
+			defer func() { <-e.ingestSem }()
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	var lease Lease
-	if e.started.Load() && e.disp.room() > 0 {
-		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Room: e.disp.roomFor}
+	if e.started.Load() {
+		// Past RoomWait the batch is stored anyway: rows without room are
+		// left to the pollers.
+		if !e.disp.waitRoom(ctx, len(list), e.cfg.RoomWait) && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Room: e.disp.roomFor, Defer: e.cfg.Defer}
 	}
 	n, jobs, err := e.store.Ingest(ctx, t, list, lease)
 	if err != nil {
@@ -278,13 +321,16 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 		}
 	}
 	leased := jobs[:0:0]
+	due := 0 // unleased rows due now
 	for _, j := range jobs {
 		if j.Leased {
 			leased = append(leased, j)
+		} else if !j.Deferred {
+			due++
 		}
 	}
 	handed := len(leased) == 0 || e.hand(leased)
-	if !handed || len(leased) < len(jobs) {
+	if !handed || due > 0 {
 		// Rows left unleased (or leased while the engine closed, until it
 		// restarts) wait for the pollers.
 		e.backlog.Store(true)
@@ -395,7 +441,7 @@ func (e *Engine) poll(ctx context.Context) {
 				break
 			}
 			limit := min(room, 500)
-			jobs, err := e.store.Claim(ctx, Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease)}, limit, e.disp.saturated())
+			jobs, err := e.store.Claim(ctx, Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Defer: e.cfg.Defer}, limit, e.disp.saturated())
 			if err != nil {
 				if ctx.Err() == nil {
 					e.log.Warn("claiming due deliveries failed; will retry", "err", err)
@@ -425,6 +471,7 @@ func (e *Engine) writeResults() {
 			return
 		}
 		batch = append(batch[:0], r)
+		var linger <-chan time.Time
 	fill:
 		for len(batch) < e.cfg.BatchSize {
 			select {
@@ -433,7 +480,19 @@ func (e *Engine) writeResults() {
 					break fill
 				}
 				batch = append(batch, r)
+				continue
 			default:
+			}
+			if linger == nil {
+				linger = time.After(e.cfg.ResultLinger)
+			}
+			select {
+			case r, ok := <-e.results:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			case <-linger:
 				break fill
 			}
 		}

@@ -39,6 +39,9 @@ type Job struct {
 	// Leased tells whether the row was leased to this node when stored or
 	// claimed; an unleased row waits for the pollers.
 	Leased bool
+	// Deferred tells an unleased row whose webhook was stalled: it is due
+	// only after Lease.Defer.
+	Deferred bool
 }
 
 // Outcome of an attempt.
