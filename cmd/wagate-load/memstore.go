@@ -117,7 +117,7 @@ func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery
 	return stored, jobs, nil
 }
 
-func (m *memStore) Claim(ctx context.Context, lease delivery.Lease, limit int, skipWebhooks []string) ([]delivery.Job, error) {
+func (m *memStore) Claim(ctx context.Context, lease delivery.Lease, limit int, skip, stalled []string) ([]delivery.Job, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -125,11 +125,15 @@ func (m *memStore) Claim(ctx context.Context, lease delivery.Lease, limit int, s
 	var claimed, skipped []*memRow
 	for len(jobs) < limit && m.queue.Len() > 0 && !m.queue[0].next.After(now) {
 		r := heap.Pop(&m.queue).(*memRow)
-		if slices.Contains(skipWebhooks, r.job.WebhookID) {
+		if slices.Contains(stalled, r.job.WebhookID) {
 			// As store.DB: pushed ahead rather than stepped over again.
 			if lease.Defer > 0 {
 				r.next = now.Add(lease.Defer)
 			}
+			skipped = append(skipped, r)
+			continue
+		}
+		if slices.Contains(skip, r.job.WebhookID) {
 			skipped = append(skipped, r)
 			continue
 		}

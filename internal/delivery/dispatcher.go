@@ -208,24 +208,20 @@ func (d *dispatcher) roomFor(webhookID string) int {
 	return min(n, d.capacity-d.queued)
 }
 
-// saturated lists webhooks whose queue is at least half full, or that are
-// stalled, which pollers should not claim for: their jobs would only wait,
-// or be given back.
-func (d *dispatcher) saturated() []string {
+// saturated lists the webhooks pollers should not claim for, since their
+// jobs would only wait or be given back: busy ones, whose queue is at least
+// half full but moving, and stalled ones.
+func (d *dispatcher) saturated() (busy, stalled []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []string
-	for id, q := range d.parked {
-		if q.len() >= d.parkLimit/2 {
-			out = append(out, id)
-		}
-	}
 	for id := range d.active {
-		if q := d.parked[id]; (q == nil || q.len() < d.parkLimit/2) && d.stalled(id) {
-			out = append(out, id)
+		if d.stalled(id) {
+			stalled = append(stalled, id)
+		} else if q := d.parked[id]; q != nil && q.len() >= d.parkLimit/2 {
+			busy = append(busy, id)
 		}
 	}
-	return out
+	return busy, stalled
 }
 
 // close stops handing out jobs and returns those not started.

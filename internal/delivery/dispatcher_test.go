@@ -34,8 +34,8 @@ func TestDispatcherCapsPerWebhook(t *testing.T) {
 	if got[0] != "slow" || got[1] != "slow" || got[2] != "fast" {
 		t.Fatalf("order %v", got)
 	}
-	if s := d.saturated(); len(s) != 1 || s[0] != "slow" {
-		t.Fatalf("saturated %v", s)
+	if s, st := d.saturated(); len(s) != 1 || s[0] != "slow" || len(st) != 0 {
+		t.Fatalf("saturated %v, stalled %v", s, st)
 	}
 	if r := d.room(); r != 94 {
 		t.Fatalf("room %d", r)
@@ -47,7 +47,7 @@ func TestDispatcherCapsPerWebhook(t *testing.T) {
 		t.Fatalf("promoted %v", j)
 	}
 	d.done("fast")
-	if s := d.saturated(); len(s) != 1 { // 2 parked >= 3/2
+	if s, _ := d.saturated(); len(s) != 1 { // 2 parked >= 3/2
 		t.Fatalf("saturated after fast done %v", s)
 	}
 	left := d.close()
@@ -158,8 +158,8 @@ func TestDispatcherStalledWebhook(t *testing.T) {
 	if r := d.roomFor("ok"); r <= 0 {
 		t.Fatalf("room of a healthy webhook %d", r)
 	}
-	if s := d.saturated(); len(s) != 1 || s[0] != "hung" {
-		t.Fatalf("saturated %v", s)
+	if busy, st := d.saturated(); len(busy) != 0 || len(st) != 1 || st[0] != "hung" {
+		t.Fatalf("busy %v, stalled %v; want hung stalled", busy, st)
 	}
 	d.done("hung") // one attempt finished (timed out): not stalled any more
 	if r := d.roomFor("hung"); r <= 0 {

@@ -19,7 +19,7 @@ import (
 // Store is what the engine needs from storage.
 type Store interface {
 	Ingest(ctx context.Context, t Target, evs []NewEvent, lease Lease) (int, []Job, error)
-	Claim(ctx context.Context, lease Lease, limit int, skipWebhooks []string) ([]Job, error)
+	Claim(ctx context.Context, lease Lease, limit int, skip, stalled []string) ([]Job, error)
 	Complete(ctx context.Context, results []Result, minFailures int, disableAfter time.Duration) ([]Disabled, error)
 	ReleaseOwner(ctx context.Context, owner string) (int64, error)
 	RenewLeases(ctx context.Context, owner string, until time.Time, ids []string) (int64, error)
@@ -46,6 +46,11 @@ type Metrics interface {
 	WebhookDisabled(reason string)
 	// Inbound records newly stored events of a type.
 	Inbound(eventType string, n int)
+	// Jobs records the path n delivery jobs took: "handed" (leased when
+	// stored and handed to the workers in memory), "stored" (stored due,
+	// for the pollers: no room in memory), "deferred" (stored behind a
+	// stalled webhook) or "claimed" (claimed by a poller).
+	Jobs(path string, n int)
 }
 
 // Config of an Engine. Zero values take the documented defaults.
@@ -329,7 +334,16 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 			due++
 		}
 	}
-	handed := len(leased) == 0 || e.hand(leased)
+	over, handed := 0, true
+	if len(leased) > 0 {
+		over, handed = e.hand(leased)
+	}
+	if !handed {
+		over = len(leased)
+	}
+	e.countJobs("handed", len(leased)-over)
+	e.countJobs("stored", due+over)
+	e.countJobs("deferred", len(jobs)-len(leased)-due)
 	if !handed || due > 0 {
 		// Rows left unleased (or leased while the engine closed, until it
 		// restarts) wait for the pollers.
@@ -339,9 +353,16 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 	return n, nil
 }
 
+func (e *Engine) countJobs(path string, n int) {
+	if e.cfg.Metrics != nil && n > 0 {
+		e.cfg.Metrics.Jobs(path, n)
+	}
+}
+
 // hand gives leased jobs to the dispatcher; what it will not hold goes back
-// to the database for the pollers. It returns false once closed.
-func (e *Engine) hand(jobs []Job) bool {
+// to the database for the pollers. It returns how many went back, and false
+// once closed.
+func (e *Engine) hand(jobs []Job) (int, bool) {
 	e.heldMu.Lock()
 	for _, j := range jobs {
 		e.held[j.ID] = struct{}{}
@@ -350,7 +371,7 @@ func (e *Engine) hand(jobs []Job) bool {
 	overflow, ok := e.disp.push(jobs)
 	if !ok {
 		e.forget(jobs)
-		return false
+		return 0, false
 	}
 	if len(overflow) > 0 {
 		e.backlog.Store(true)
@@ -364,7 +385,7 @@ func (e *Engine) hand(jobs []Job) bool {
 		}
 		e.resMu.RUnlock()
 	}
-	return true
+	return len(overflow), true
 }
 
 // forget drops jobs from the held set once their results are written.
@@ -441,15 +462,19 @@ func (e *Engine) poll(ctx context.Context) {
 				break
 			}
 			limit := min(room, 500)
-			jobs, err := e.store.Claim(ctx, Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Defer: e.cfg.Defer}, limit, e.disp.saturated())
+			busy, stalled := e.disp.saturated()
+			jobs, err := e.store.Claim(ctx, Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Defer: e.cfg.Defer}, limit, busy, stalled)
 			if err != nil {
 				if ctx.Err() == nil {
 					e.log.Warn("claiming due deliveries failed; will retry", "err", err)
 				}
 				break
 			}
-			if len(jobs) > 0 && !e.hand(jobs) {
-				return // closing: the rows stay leased to this node until it restarts
+			e.countJobs("claimed", len(jobs))
+			if len(jobs) > 0 {
+				if _, ok := e.hand(jobs); !ok {
+					return // closing: the rows stay leased to this node until it restarts
+				}
 			}
 			if len(jobs) < limit {
 				e.backlog.Store(false)

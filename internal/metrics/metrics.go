@@ -63,6 +63,7 @@ type Metrics struct {
 	attemptDur   *prometheus.HistogramVec
 	latency      prometheus.Histogram
 	inbound      *prometheus.CounterVec
+	jobs         *prometheus.CounterVec
 	disabled     *prometheus.CounterVec
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -107,6 +108,10 @@ func New(o Options) *Metrics {
 			Name: "wagate_inbound_events_total",
 			Help: "Newly stored inbound events by type (duplicates redelivered by WhatsApp are not counted).",
 		}, []string{"type"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wagate_delivery_jobs_total",
+			Help: "Delivery jobs by the path they took to a worker: handed (leased when stored, handed over in memory), stored (left due for the pollers: no room in memory), deferred (behind a stalled webhook), claimed (by a poller).",
+		}, []string{"path"}),
 		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wagate_webhooks_disabled_total",
 			Help: "Webhooks disabled automatically, by reason class (gone, failing, other).",
@@ -142,11 +147,14 @@ func New(o Options) *Metrics {
 	for _, c := range []string{"gone", "failing", "other"} {
 		m.disabled.WithLabelValues(c)
 	}
+	for _, p := range []string{"handed", "stored", "deferred", "claimed"} {
+		m.jobs.WithLabelValues(p)
+	}
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		buildInfo, m.deliveries, m.attemptDur, m.latency, m.inbound, m.disabled,
+		buildInfo, m.deliveries, m.attemptDur, m.latency, m.inbound, m.jobs, m.disabled,
 		m.httpRequests, m.httpDuration,
 		newStateCollector(o),
 	)
@@ -180,6 +188,13 @@ func (m *Metrics) WebhookDisabled(reason string) {
 func (m *Metrics) Inbound(eventType string, n int) {
 	if n > 0 {
 		m.inbound.WithLabelValues(eventType).Add(float64(n))
+	}
+}
+
+// Jobs implements delivery.Metrics.
+func (m *Metrics) Jobs(path string, n int) {
+	if n > 0 {
+		m.jobs.WithLabelValues(path).Add(float64(n))
 	}
 }
 

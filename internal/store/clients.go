@@ -5,7 +5,6 @@ import (
 	"database/sql"
 
 	"github.com/wagate/wagate/internal/clients"
-	"github.com/wagate/wagate/internal/errs"
 )
 
 const clientCols = `c.id, c.name, c.alert_webhook_url, c.created_at,
@@ -64,17 +63,41 @@ func (s *DB) GetClient(ctx context.Context, id int64) (clients.Client, error) {
 	return c, notFound(err, "client")
 }
 
-// DeleteClient removes a client; its tokens, sessions, webhooks and events
-// go with it (ON DELETE CASCADE).
+// DeleteClient removes a client with its outbox rows (their attempts go by
+// cascade), events, webhooks and sessions, in one transaction; its tokens
+// and the sessions' own rows go by cascade. Events and outbox rows are
+// deleted explicitly: PostgreSQL has no foreign keys on them (migration
+// 0007). The client row is locked first, so an ingest in flight (which
+// holds it FOR KEY SHARE) commits before the children are deleted, and a
+// later one finds no client.
 func (s *DB) DeleteClient(ctx context.Context, id int64) error {
-	res, err := s.exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
-	if err != nil {
-		return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = $1`+s.forUpdate(), id).Scan(&one); err != nil {
+			return notFound(err, "client")
+		}
+		for _, q := range []string{
+			`DELETE FROM whatsapp_webhook_events WHERE webhook_id IN (SELECT id FROM webhooks WHERE client_id = $1)`,
+			`DELETE FROM events WHERE client_id = $1`,
+			`DELETE FROM webhooks WHERE client_id = $1`,
+			`DELETE FROM whatsapp_connections WHERE client_id = $1`,
+			`DELETE FROM clients WHERE id = $1`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// forUpdate locks the rows a delete reads first, on PostgreSQL; SQLite's
+// write transactions lock the whole database from the start.
+func (s *DB) forUpdate() string {
+	if s.dialect == Postgres {
+		return " FOR UPDATE"
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errs.E(errs.NotFound, "client not found")
-	}
-	return nil
+	return ""
 }
 
 // AddToken adds a token to a client, optionally revoking the others.

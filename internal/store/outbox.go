@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/internal/delivery"
+	"github.com/wagate/wagate/internal/errs"
 	"github.com/wagate/wagate/internal/webhooks"
 )
 
@@ -38,14 +39,6 @@ func (q *bulk) arg(v any) {
 	} else {
 		q.WriteByte('?')
 	}
-}
-
-// cast writes the placeholder of v cast to typ, which types VALUES lists
-// on PostgreSQL; SQLite accepts the same.
-func (q *bulk) cast(v any, typ string) {
-	q.WriteString("CAST(")
-	q.arg(v)
-	q.WriteString(" AS " + typ + ")")
 }
 
 // row writes "(a, b, ...)" for vals, with a leading comma after the first.
@@ -82,40 +75,21 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 	stored := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		jobs, stored = jobs[:0], 0
+		if err := lockTarget(ctx, tx, s.dialect, t); err != nil {
+			return err
+		}
 		hooks, err := fanoutHooks(ctx, tx, t)
 		if err != nil {
 			return err
 		}
-		var session any
-		if t.SessionID != "" {
-			session = t.SessionID
+		step := chunk
+		if s.dialect == Postgres {
+			step = pgChunk
 		}
-		for start := 0; start < len(evs); start += chunk {
-			part := evs[start:min(start+chunk, len(evs))]
-			q := s.bulk(len(part) * 7)
-			q.WriteString(`INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at) VALUES `)
-			for i, ev := range part {
-				var key any
-				if ev.DedupeKey != "" {
-					key = ev.DedupeKey
-				}
-				q.row(i == 0, ev.ID, t.ClientID, session, ev.Type, key, string(ev.Payload), ms(ev.CreatedAt))
-			}
-			q.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
-			rows, err := tx.QueryContext(ctx, q.String(), q.args...)
+		for start := 0; start < len(evs); start += step {
+			part := evs[start:min(start+step, len(evs))]
+			inserted, err := s.insertEvents(ctx, tx, t, part)
 			if err != nil {
-				return fmt.Errorf("insert events: %w", err)
-			}
-			inserted := make(map[string]bool, len(part))
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return err
-				}
-				inserted[id] = true
-			}
-			if err := rows.Close(); err != nil {
 				return err
 			}
 			stored += len(inserted)
@@ -142,6 +116,78 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 		return 0, nil, err
 	}
 	return stored, jobs, nil
+}
+
+// lockTarget checks that the client and the session of t still exist, so
+// that an ingest racing their deletion fails as not found and stores
+// nothing. On PostgreSQL, which no longer checks events' foreign keys (see
+// migration 0007), it also locks both rows (FOR KEY SHARE) until commit:
+// DeleteClient and DeleteSession wait for this transaction, then delete
+// what it stored.
+func lockTarget(ctx context.Context, tx *sql.Tx, dialect string, t delivery.Target) error {
+	lock := ""
+	if dialect == Postgres {
+		lock = " FOR KEY SHARE"
+	}
+	var session any
+	if t.SessionID != "" {
+		session = t.SessionID
+	}
+	var client, sess sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT 1 FROM clients WHERE id = $1`+lock+`),
+		(SELECT 1 FROM whatsapp_connections WHERE id = $2`+lock+`)`, t.ClientID, session).Scan(&client, &sess)
+	switch {
+	case err != nil:
+		return fmt.Errorf("check client and session: %w", err)
+	case !client.Valid:
+		return errs.E(errs.NotFound, "client not found")
+	case session != nil && !sess.Valid:
+		return errs.E(errs.NotFound, "session not found")
+	}
+	return nil
+}
+
+// insertEvents inserts part, skipping the events whose (session, dedupe
+// key) is already stored, and returns the ids it inserted.
+func (s *DB) insertEvents(ctx context.Context, tx *sql.Tx, t delivery.Target, part []delivery.NewEvent) (map[string]bool, error) {
+	var q string
+	var args []any
+	if s.dialect == Postgres {
+		q, args = pgInsertEvents(t, part)
+	} else {
+		var session any
+		if t.SessionID != "" {
+			session = t.SessionID
+		}
+		b := s.bulk(len(part) * 7)
+		b.WriteString(`INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at) VALUES `)
+		for i, ev := range part {
+			var key any
+			if ev.DedupeKey != "" {
+				key = ev.DedupeKey
+			}
+			b.row(i == 0, ev.ID, t.ClientID, session, ev.Type, key, string(ev.Payload), ms(ev.CreatedAt))
+		}
+		b.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
+		q, args = b.String(), b.args
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	inserted := make(map[string]bool, len(part))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		inserted[id] = true
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	return inserted, nil
 }
 
 // FanoutWebhooks lists the active webhooks an event of t goes to, with
@@ -206,21 +252,28 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 		room[webhookID] = n - 1
 		return true, false
 	}
+	at := ms(now)
+	// place decides one new row's lease_owner and next_attempt_at.
+	place := func(j *delivery.Job) (string, int64) {
+		owner, next := "", at
+		if j.Leased, j.Deferred = leased(j.WebhookID); j.Leased {
+			owner, next = lease.Owner, ms(lease.Until)
+		} else if j.Deferred {
+			next = ms(now.Add(lease.Defer))
+		}
+		return owner, next
+	}
+	if s.dialect == Postgres {
+		return s.pgInsertJobs(ctx, tx, jobs, place, at)
+	}
 	for start := 0; start < len(jobs); start += chunk {
 		part := jobs[start:min(start+chunk, len(jobs))]
 		q := s.bulk(len(part) * 10)
 		q.WriteString(`INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
 			next_attempt_at, lease_owner, created_at, updated_at) VALUES `)
-		at := ms(now)
 		for i := range part {
 			j := &part[i]
-			owner, next := "", at
-			var deferred bool
-			if j.Leased, deferred = leased(j.WebhookID); j.Leased {
-				owner, next = lease.Owner, ms(lease.Until)
-			} else if deferred {
-				next = ms(now.Add(lease.Defer))
-			}
+			owner, next := place(j)
 			q.row(i == 0, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID, "pending", next, owner, at, at)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
@@ -231,38 +284,109 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 }
 
 // Claim leases up to limit due rows of active webhooks to lease.Owner,
-// oldest due first. skipWebhooks are saturated on this node and left alone.
-// On PostgreSQL, FOR UPDATE SKIP LOCKED lets several nodes claim at once.
-func (s *DB) Claim(ctx context.Context, lease delivery.Lease, limit int, skipWebhooks []string) ([]delivery.Job, error) {
+// oldest due first. Webhooks in skip are busy on this node (their queue is
+// deep but moving): their rows are left where they are. Webhooks in stalled
+// have a receiver that does not answer: their due rows met on the way are
+// pushed lease.Defer ahead, so that the next claims do not step over them
+// again. A pass reads a bounded window of due rows, so a hung endpoint's
+// backlog costs a claim no more than that window. On PostgreSQL, FOR
+// UPDATE SKIP LOCKED lets several nodes claim at once.
+func (s *DB) Claim(ctx context.Context, lease delivery.Lease, limit int, skip, stalled []string) ([]delivery.Job, error) {
+	pushed := make(map[string]bool, len(stalled))
+	for _, id := range stalled {
+		pushed[id] = true
+	}
+	var jobs []delivery.Job
+	// A pass that deferred rows goes on to the next window, a few times at
+	// most: the rest waits for the next poll.
+	for pass := 0; pass < 4 && len(jobs) < limit; pass++ {
+		got, deferred, full, err := s.claimWindow(ctx, lease, limit-len(jobs), skip, pushed)
+		if err != nil {
+			return jobs, err
+		}
+		jobs = append(jobs, got...)
+		if !full || deferred == 0 {
+			break
+		}
+	}
+	return jobs, nil
+}
+
+// claimWindow runs one pass of Claim in a transaction. full reports that
+// the window was full, so more due rows may follow.
+func (s *DB) claimWindow(ctx context.Context, lease delivery.Lease, limit int, skip []string, stalled map[string]bool) (jobs []delivery.Job, deferred int, full bool, err error) {
 	now := ms(s.now())
-	args := []any{lease.Owner, ms(lease.Until), now, limit, true}
-	skip := ""
-	if len(skipWebhooks) > 0 {
-		var b strings.Builder
-		b.WriteString(" AND e.webhook_id NOT IN (")
-		for i, id := range skipWebhooks {
+	window := limit
+	if len(stalled) > 0 {
+		window = limit * 2
+	}
+	args := []any{now, true, window}
+	var q strings.Builder
+	q.WriteString(`SELECT e.id, e.webhook_id FROM whatsapp_webhook_events e
+		JOIN webhooks w ON w.id = e.webhook_id
+		WHERE e.status = 'pending' AND e.next_attempt_at <= $1 AND w.active = $2`)
+	if len(skip) > 0 {
+		q.WriteString(" AND e.webhook_id NOT IN (")
+		for i, id := range skip {
 			if i > 0 {
-				b.WriteString(", ")
+				q.WriteString(", ")
 			}
 			args = append(args, id)
-			b.WriteString("$" + strconv.Itoa(len(args)))
+			q.WriteString("$" + strconv.Itoa(len(args)))
 		}
-		b.WriteString(")")
-		skip = b.String()
+		q.WriteString(")")
 	}
-	lock := ""
+	q.WriteString(` ORDER BY e.next_attempt_at LIMIT $3`)
 	if s.dialect == Postgres {
-		lock = " FOR UPDATE OF e SKIP LOCKED"
+		q.WriteString(" FOR UPDATE OF e SKIP LOCKED")
 	}
-	q := `UPDATE whatsapp_webhook_events SET lease_owner = $1, next_attempt_at = $2
-		WHERE id IN (SELECT e.id FROM whatsapp_webhook_events e JOIN webhooks w ON w.id = e.webhook_id
-			WHERE e.status = 'pending' AND e.next_attempt_at <= $3 AND w.active = $5` + skip + `
-			ORDER BY e.next_attempt_at LIMIT $4` + lock + `)
-		RETURNING id, event_id, webhook_id, client_id, event_type, attempts, budget_base, created_at`
-	var jobs []delivery.Job
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		jobs = jobs[:0]
-		rows, err := tx.QueryContext(ctx, q, args...)
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		jobs, deferred, full = jobs[:0], 0, false
+		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		var take, later []any
+		n := 0
+		for rows.Next() {
+			var id, hook string
+			if err := rows.Scan(&id, &hook); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+			if stalled[hook] && lease.Defer > 0 {
+				later = append(later, id)
+			} else if len(take) < limit {
+				take = append(take, id)
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		full, deferred = n == window, len(later)
+		if len(later) > 0 {
+			q := s.bulk(len(later) + 1)
+			q.WriteString(`UPDATE whatsapp_webhook_events SET next_attempt_at = `)
+			q.arg(now + lease.Defer.Milliseconds())
+			q.WriteString(` WHERE id IN `)
+			q.row(true, later...)
+			if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
+				return fmt.Errorf("defer rows: %w", err)
+			}
+		}
+		if len(take) == 0 {
+			return nil
+		}
+		q := s.bulk(len(take) + 2)
+		q.WriteString(`UPDATE whatsapp_webhook_events SET lease_owner = `)
+		q.arg(lease.Owner)
+		q.WriteString(`, next_attempt_at = `)
+		q.arg(ms(lease.Until))
+		q.WriteString(` WHERE id IN `)
+		q.row(true, take...)
+		q.WriteString(` RETURNING id, event_id, webhook_id, client_id, event_type, attempts, budget_base, created_at`)
+		rows, err = tx.QueryContext(ctx, q.String(), q.args...)
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
@@ -284,7 +408,7 @@ func (s *DB) Claim(ctx context.Context, lease delivery.Lease, limit int, skipWeb
 		}
 		return s.loadPayloads(ctx, tx, jobs, byEvent)
 	})
-	return jobs, err
+	return jobs, deferred, full, err
 }
 
 func (s *DB) loadPayloads(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, byEvent map[string][]int) error {
@@ -416,61 +540,32 @@ func rowUpdate(r delivery.Result) (status string, next int64, delivered sql.Null
 }
 
 func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result, now time.Time) error {
-	if s.dialect == SQLite {
-		// In-process, a prepared single-row UPDATE per result costs a few
-		// microseconds, less than SQLite's UPDATE ... FROM (VALUES) join.
-		st, err := tx.PrepareContext(ctx, `UPDATE whatsapp_webhook_events SET status = ?, attempts = attempts + 1,
-			last_status_code = ?, last_error = ?, next_attempt_at = ?, delivered_at = ?, lease_owner = '',
-			updated_at = ? WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		at := ms(now)
-		for _, r := range done {
-			status, next, delivered := rowUpdate(r)
-			if _, err := st.ExecContext(ctx, status, r.StatusCode, r.Error, next, delivered, at, r.Job.ID); err != nil {
-				return fmt.Errorf("update outbox row: %w", err)
-			}
-		}
-		return nil
+	if s.dialect == Postgres {
+		return s.pgUpdateRows(ctx, tx, done, now)
 	}
-	for start := 0; start < len(done); start += chunk {
-		part := done[start:min(start+chunk, len(done))]
-		q := s.bulk(1 + len(part)*6)
-		q.WriteString(`UPDATE whatsapp_webhook_events SET status = v.column2, attempts = attempts + 1,
-			last_status_code = v.column3, last_error = v.column4, next_attempt_at = v.column5,
-			delivered_at = v.column6, lease_owner = '', updated_at = `)
-		q.arg(ms(now))
-		q.WriteString(` FROM (VALUES `)
-		for i, r := range part {
-			status, next, delivered := rowUpdate(r)
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteByte('(')
-			q.cast(r.Job.ID, "TEXT")
-			q.WriteString(", ")
-			q.cast(status, "TEXT")
-			q.WriteString(", ")
-			q.cast(int64(r.StatusCode), "BIGINT")
-			q.WriteString(", ")
-			q.cast(r.Error, "TEXT")
-			q.WriteString(", ")
-			q.cast(next, "BIGINT")
-			q.WriteString(", ")
-			q.cast(delivered, "BIGINT")
-			q.WriteByte(')')
-		}
-		q.WriteString(`) AS v WHERE whatsapp_webhook_events.id = v.column1`)
-		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
-			return fmt.Errorf("update outbox rows: %w", err)
+	// In-process, a prepared single-row UPDATE per result costs a few
+	// microseconds, less than SQLite's UPDATE ... FROM (VALUES) join.
+	st, err := tx.PrepareContext(ctx, `UPDATE whatsapp_webhook_events SET status = ?, attempts = attempts + 1,
+		last_status_code = ?, last_error = ?, next_attempt_at = ?, delivered_at = ?, lease_owner = '',
+		updated_at = ? WHERE id = ?`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	at := ms(now)
+	for _, r := range done {
+		status, next, delivered := rowUpdate(r)
+		if _, err := st.ExecContext(ctx, status, r.StatusCode, r.Error, next, delivered, at, r.Job.ID); err != nil {
+			return fmt.Errorf("update outbox row: %w", err)
 		}
 	}
 	return nil
 }
 
 func (s *DB) insertAttempts(ctx context.Context, tx *sql.Tx, done []delivery.Result) error {
+	if s.dialect == Postgres {
+		return s.pgInsertAttempts(ctx, tx, done)
+	}
 	for start := 0; start < len(done); start += chunk {
 		part := done[start:min(start+chunk, len(done))]
 		q := s.bulk(len(part) * 7)

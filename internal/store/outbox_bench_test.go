@@ -140,7 +140,7 @@ func BenchmarkClaim(b *testing.B) {
 				left = backlog
 				b.StartTimer()
 			}
-			jobs, err := o.db.Claim(ctx, o.lease, benchBatch, nil)
+			jobs, err := o.db.Claim(ctx, o.lease, benchBatch, nil, nil)
 			if err != nil || len(jobs) != benchBatch || len(jobs[0].Payload) == 0 {
 				b.Fatalf("claim: %d jobs, %v", len(jobs), err)
 			}

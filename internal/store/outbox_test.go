@@ -108,14 +108,14 @@ func TestOutboxIngestAndFanout(t *testing.T) {
 			t.Fatalf("keyless: %d %d %v", n, len(jobs), err)
 		}
 		// Leased rows are not claimable until the lease ends or is released.
-		got, err := f.db.Claim(ctx, delivery.Lease{Owner: "node-b", Until: f.clk.now().Add(time.Minute)}, 10, nil)
+		got, err := f.db.Claim(ctx, delivery.Lease{Owner: "node-b", Until: f.clk.now().Add(time.Minute)}, 10, nil, nil)
 		if err != nil || len(got) != 0 {
 			t.Fatalf("claimed leased rows: %d %v", len(got), err)
 		}
 		if n, err := f.db.ReleaseOwner(ctx, "node-a"); err != nil || n != 904 {
 			t.Fatalf("release: %d %v", n, err)
 		}
-		got, err = f.db.Claim(ctx, delivery.Lease{Owner: "node-b", Until: f.clk.now().Add(time.Minute)}, 1000, []string{"h-msg"})
+		got, err = f.db.Claim(ctx, delivery.Lease{Owner: "node-b", Until: f.clk.now().Add(time.Minute)}, 1000, []string{"h-msg"}, nil)
 		if err != nil || len(got) != 453 {
 			t.Fatalf("claim skipping h-msg: %d %v", len(got), err)
 		}
@@ -194,7 +194,7 @@ func TestOutboxCompleteAndDisable(t *testing.T) {
 		// An hour later one more failure disables it.
 		f.clk.advance(2 * time.Hour)
 		retry := pending[0]
-		claimed, err := f.db.Claim(ctx, delivery.Lease{Owner: "n", Until: f.clk.now().Add(time.Minute)}, 100, nil)
+		claimed, err := f.db.Claim(ctx, delivery.Lease{Owner: "n", Until: f.clk.now().Add(time.Minute)}, 100, nil, nil)
 		if err != nil || len(claimed) != 11 {
 			t.Fatalf("claim after backoff: %d %v", len(claimed), err)
 		}
@@ -209,7 +209,7 @@ func TestOutboxCompleteAndDisable(t *testing.T) {
 		if n, _ := f.db.ReleaseOwner(ctx, "n"); n == 0 {
 			t.Fatal("nothing to release")
 		}
-		if claimed, _ := f.db.Claim(ctx, delivery.Lease{Owner: "n", Until: f.clk.now().Add(time.Minute)}, 100, nil); len(claimed) != 0 {
+		if claimed, _ := f.db.Claim(ctx, delivery.Lease{Owner: "n", Until: f.clk.now().Add(time.Minute)}, 100, nil, nil); len(claimed) != 0 {
 			t.Fatalf("claimed %d rows of a disabled webhook", len(claimed))
 		}
 		// A success resets the streak of h1 (already 0) and 410 disables at once.
@@ -276,7 +276,7 @@ func TestOutboxRequeueRecoverPagePrune(t *testing.T) {
 		if it.Status != delivery.StatusPending || it.Attempts != 1 {
 			t.Fatalf("requeued %+v", it)
 		}
-		claimed, _ := f.db.Claim(ctx, delivery.Lease{Owner: "n", Until: f.clk.now().Add(time.Minute)}, 10, nil)
+		claimed, _ := f.db.Claim(ctx, delivery.Lease{Owner: "n", Until: f.clk.now().Add(time.Minute)}, 10, nil, nil)
 		if len(claimed) != 1 || claimed[0].BudgetBase != 1 || claimed[0].Attempts != 1 {
 			t.Fatalf("claimed %+v", claimed)
 		}

@@ -167,17 +167,30 @@ func (s *DB) SetSessionState(ctx context.Context, id string, status sessions.Sta
 	return sess, notFound(err, "session")
 }
 
-// DeleteSession removes a session; its events and idempotency keys go with
-// it (ON DELETE CASCADE).
+// DeleteSession removes a session with its events and their outbox rows
+// (their attempts go by cascade), in one transaction; its idempotency keys
+// and media references go by cascade. Events and outbox rows are deleted
+// explicitly: PostgreSQL has no foreign keys on them (migration 0007). The
+// session row is locked first, so an ingest in flight (which holds it FOR
+// KEY SHARE) commits before its events are deleted, and a later one finds
+// no session.
 func (s *DB) DeleteSession(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM whatsapp_connections WHERE id = $1`, id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errs.E(errs.NotFound, "session not found")
-	}
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM whatsapp_connections WHERE id = $1`+s.forUpdate(), id).Scan(&one); err != nil {
+			return notFound(err, "session")
+		}
+		for _, q := range []string{
+			`DELETE FROM whatsapp_webhook_events WHERE event_id IN (SELECT id FROM events WHERE session_id = $1)`,
+			`DELETE FROM events WHERE session_id = $1`,
+			`DELETE FROM whatsapp_connections WHERE id = $1`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // ClaimOutbound takes an idempotency key of a session for one send. The

@@ -171,17 +171,26 @@ func (s *DB) UpdateWebhook(ctx context.Context, clientID int64, id string, fn fu
 	return out, err
 }
 
-// DeleteWebhook removes one of a client's webhooks; its queued and past
-// deliveries go with it (ON DELETE CASCADE).
+// DeleteWebhook removes one of a client's webhooks with its queued and
+// past deliveries (their attempts go by cascade), in one transaction. The
+// outbox rows are deleted explicitly: PostgreSQL has no foreign key from
+// them to the webhook (migration 0007). The webhook row is locked first,
+// so an ingest in flight (which holds it FOR KEY SHARE) commits before its
+// rows are deleted, and a later one writes none. Events left without rows
+// go with Prune.
 func (s *DB) DeleteWebhook(ctx context.Context, clientID int64, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM webhooks WHERE id = $1 AND client_id = $2`, id, clientID)
-	if err != nil {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM webhooks WHERE id = $1 AND client_id = $2`+s.forUpdate(),
+			id, clientID).Scan(&one); err != nil {
+			return notFound(err, "webhook")
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM whatsapp_webhook_events WHERE webhook_id = $1`, id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM webhooks WHERE id = $1`, id)
 		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errs.E(errs.NotFound, "webhook not found")
-	}
-	return nil
+	})
 }
 
 // SetClientAlertURL sets (or, with "", clears) a client's alert webhook.
