@@ -207,6 +207,9 @@ func TestMetricsPipeline(t *testing.T) {
 				t.Error("retries counted, but every attempt succeeded")
 			}
 			s.expect(t, "wagate_inbound_events_total", map[string]string{"type": "message"}, n)
+			// A few events at a time always find room: all handed over in memory.
+			s.expect(t, "wagate_delivery_jobs_total", map[string]string{"path": "handed"}, n)
+			s.expect(t, "wagate_delivery_jobs_total", map[string]string{"path": "claimed"}, 0)
 			s.expect(t, "wagate_webhook_attempt_duration_seconds", map[string]string{"outcome": "delivered"}, n)
 			s.expect(t, "wagate_webhook_delivery_latency_seconds", nil, n)
 			s.expect(t, "wagate_sessions", map[string]string{"status": "connected", "engine": "sandbox"}, 1)
