@@ -107,7 +107,7 @@ func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery
 			if j.Leased {
 				r.leaseOwner, r.next = lease.Owner, lease.Until
 			} else if j.Deferred {
-				r.next = now.Add(lease.Defer)
+				r.next = now.Add(lease.Deferral(r.job.WebhookID))
 			}
 			m.rows[j.ID] = r
 			heap.Push(&m.queue, r)
@@ -127,8 +127,8 @@ func (m *memStore) Claim(ctx context.Context, lease delivery.Lease, limit int, s
 		r := heap.Pop(&m.queue).(*memRow)
 		if slices.Contains(stalled, r.job.WebhookID) {
 			// As store.DB: pushed ahead rather than stepped over again.
-			if lease.Defer > 0 {
-				r.next = now.Add(lease.Defer)
+			if lease.Deferral(r.job.WebhookID) > 0 {
+				r.next = now.Add(lease.Deferral(r.job.WebhookID))
 			}
 			skipped = append(skipped, r)
 			continue

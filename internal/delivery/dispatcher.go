@@ -28,10 +28,13 @@ type dispatcher struct {
 	parkLimit int
 	capacity  int
 	closed    bool
-	// progress is, per webhook with jobs held, when one of them last
-	// finished (or when it got its first): stalled webhooks are found by it.
+	// progress is, per webhook with jobs held, when its receiver last
+	// answered (or when it got its first job): stalled webhooks are found
+	// by it. A timeout is not progress.
 	progress map[string]time.Time
 	now      func() time.Time
+	// deferMin and deferMax bound deferFor.
+	deferMin, deferMax time.Duration
 	// Publishers waiting for room (waitRoom) are woken by closing freed
 	// once need jobs fit.
 	freed chan struct{}
@@ -154,14 +157,17 @@ func (d *dispatcher) next() (Job, bool) {
 	return d.ready.pop(), true
 }
 
-// done frees the job's slot and promotes the webhook's next parked job. It
-// reports when the webhook's queue has just dropped below half its limit,
-// so pollers that skipped it can claim for it again.
-func (d *dispatcher) done(webhookID string) (drained bool) {
+// done frees the job's slot and promotes the webhook's next parked job;
+// answered tells whether the receiver answered at all. It reports when the
+// webhook's queue has just dropped below half its limit, so pollers that
+// skipped it can claim for it again.
+func (d *dispatcher) done(webhookID string, answered bool) (drained bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.queued--
-	d.progress[webhookID] = d.now()
+	if answered {
+		d.progress[webhookID] = d.now()
+	}
 	d.release()
 	if q := d.parked[webhookID]; q != nil && q.len() > 0 {
 		d.ready.push(q.pop())
@@ -179,10 +185,24 @@ func (d *dispatcher) done(webhookID string) (drained bool) {
 	return false
 }
 
-// stalled reports a webhook whose in-flight slots are all taken and none
-// finished for stallAfter: a hung or very slow receiver. d.mu held.
+// stalled reports a webhook whose in-flight slots are all taken and whose
+// receiver has not answered for stallAfter: hung, or very slow. d.mu held.
 func (d *dispatcher) stalled(webhookID string) bool {
 	return d.active[webhookID] >= d.perHook && d.now().Sub(d.progress[webhookID]) >= stallAfter
+}
+
+// deferFor is how long a stalled webhook's rows are pushed ahead: as long
+// as it has been stalled, within [deferMin, deferMax], so that a receiver
+// hung for hours costs each of its rows a rewrite every few minutes, not
+// every few seconds.
+func (d *dispatcher) deferFor(webhookID string) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.progress[webhookID]
+	if !ok {
+		return d.deferMin
+	}
+	return min(max(d.now().Sub(at), d.deferMin), d.deferMax)
 }
 
 // roomFor is how many more jobs of a webhook the dispatcher will hold, or

@@ -41,12 +41,12 @@ func TestDispatcherCapsPerWebhook(t *testing.T) {
 		t.Fatalf("room %d", r)
 	}
 	// Finishing one slow job promotes the next parked one.
-	d.done("slow")
+	d.done("slow", true)
 	j, _ := d.next()
 	if j.WebhookID != "slow" {
 		t.Fatalf("promoted %v", j)
 	}
-	d.done("fast")
+	d.done("fast", true)
 	if s, _ := d.saturated(); len(s) != 1 { // 2 parked >= 3/2
 		t.Fatalf("saturated after fast done %v", s)
 	}
@@ -142,6 +142,7 @@ func TestDispatcherStalledWebhook(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	d := newDispatcher(2, 10, 100)
 	d.now = func() time.Time { return now }
+	d.deferMin, d.deferMax = 10*time.Second, 5*time.Minute
 	d.push(jobsFor("hung", 2))
 	d.push(jobsFor("ok", 2))
 	for i := 0; i < 4; i++ {
@@ -151,7 +152,7 @@ func TestDispatcherStalledWebhook(t *testing.T) {
 		t.Fatalf("room before the stall %d; want the park limit", r)
 	}
 	now = now.Add(stallAfter)
-	d.done("ok") // ok makes progress, hung does not
+	d.done("ok", true) // ok makes progress, hung does not
 	if r := d.roomFor("hung"); r != -1 {
 		t.Fatalf("room of a stalled webhook %d; want -1", r)
 	}
@@ -161,9 +162,21 @@ func TestDispatcherStalledWebhook(t *testing.T) {
 	if busy, st := d.saturated(); len(busy) != 0 || len(st) != 1 || st[0] != "hung" {
 		t.Fatalf("busy %v, stalled %v; want hung stalled", busy, st)
 	}
-	d.done("hung") // one attempt finished (timed out): not stalled any more
+	if got := d.deferFor("hung"); got != d.deferMin {
+		t.Fatalf("deferral after a second's stall %v; want the minimum %v", got, d.deferMin)
+	}
+	now = now.Add(time.Hour)
+	if got := d.deferFor("hung"); got != d.deferMax {
+		t.Fatalf("deferral after an hour's stall %v; want the maximum %v", got, d.deferMax)
+	}
+	d.push(jobsFor("hung", 1)) // a parked job: the timed-out one's slot goes to it
+	d.done("hung", false)      // a timeout is not progress
+	if r := d.roomFor("hung"); r != -1 {
+		t.Fatalf("room after a timeout %d; want still stalled", r)
+	}
+	d.done("hung", true) // an answer is
 	if r := d.roomFor("hung"); r <= 0 {
-		t.Fatalf("room after progress %d", r)
+		t.Fatalf("room after an answer %d", r)
 	}
 }
 
@@ -180,7 +193,7 @@ func TestDispatcherWaitRoom(t *testing.T) {
 	go func() { got <- d.waitRoom(context.Background(), 3, time.Minute) }()
 	for i := 0; i < 3; i++ {
 		d.next()
-		d.done("h")
+		d.done("h", true)
 	}
 	if !<-got {
 		t.Fatal("waiter not woken once 3 slots were free")

@@ -94,8 +94,10 @@ type Config struct {
 	// stores its batch anyway (unleased, for the pollers). Default 2 s.
 	RoomWait time.Duration
 	// Defer is how long a stalled webhook's new rows wait in the database
-	// before pollers look at them. Default 10 s.
-	Defer time.Duration
+	// before pollers look at them: at least Defer (default 10 s), then as
+	// long as it has been stalled, up to MaxDefer (default 5 min).
+	Defer    time.Duration
+	MaxDefer time.Duration
 }
 
 // Engine delivers webhook events. It implements sessions.Publisher.
@@ -184,6 +186,9 @@ func New(cfg Config) *Engine {
 	if cfg.Defer <= 0 {
 		cfg.Defer = 10 * time.Second
 	}
+	if cfg.MaxDefer < cfg.Defer {
+		cfg.MaxDefer = max(5*time.Minute, cfg.Defer)
+	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "wagate"
 	}
@@ -207,7 +212,7 @@ func New(cfg Config) *Engine {
 		kick:    make(chan struct{}, 1),
 		held:    map[string]struct{}{},
 	}
-	e.disp.now = cfg.Now
+	e.disp.now, e.disp.deferMin, e.disp.deferMax = cfg.Now, cfg.Defer, cfg.MaxDefer
 	if cfg.IngestConcurrency > 0 {
 		e.ingestSem = make(chan struct{}, cfg.IngestConcurrency)
 	}
@@ -299,7 +304,7 @@ func (e *Engine) ingest(ctx context.Context, t Target, list []NewEvent) (int, er
 		if !e.disp.waitRoom(ctx, len(list), e.cfg.RoomWait) && ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Room: e.disp.roomFor, Defer: e.cfg.Defer}
+		lease = Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Room: e.disp.roomFor, Defer: e.cfg.Defer, DeferFor: e.disp.deferFor}
 	}
 	n, jobs, err := e.store.Ingest(ctx, t, list, lease)
 	if err != nil {
@@ -435,7 +440,7 @@ func (e *Engine) work() {
 			return
 		}
 		res := e.attempt(job)
-		drained := e.disp.done(job.WebhookID)
+		drained := e.disp.done(job.WebhookID, res.StatusCode != 0)
 		e.results <- res
 		if drained || e.backlog.Load() && e.disp.room() >= e.cfg.Capacity/2 {
 			e.kickPoller()
@@ -463,7 +468,8 @@ func (e *Engine) poll(ctx context.Context) {
 			}
 			limit := min(room, 500)
 			busy, stalled := e.disp.saturated()
-			jobs, err := e.store.Claim(ctx, Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Defer: e.cfg.Defer}, limit, busy, stalled)
+			lease := Lease{Owner: e.cfg.NodeID, Until: e.now().Add(e.cfg.Lease), Defer: e.cfg.Defer, DeferFor: e.disp.deferFor}
+			jobs, err := e.store.Claim(ctx, lease, limit, busy, stalled)
 			if err != nil {
 				if ctx.Err() == nil {
 					e.log.Warn("claiming due deliveries failed; will retry", "err", err)

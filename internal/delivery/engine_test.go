@@ -76,7 +76,14 @@ func TestBackpressureKeepsRowsOutOfPollers(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got atomic.Int64
+			// Without the wait, the receiver holds every request until all
+			// batches are stored, so the dispatcher surely overflows.
+			gate := make(chan struct{})
+			if !tc.claimed {
+				close(gate)
+			}
 			rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-gate
 				time.Sleep(2 * time.Millisecond)
 				got.Add(1)
 				w.WriteHeader(http.StatusNoContent)
@@ -115,6 +122,9 @@ func TestBackpressureKeepsRowsOutOfPollers(t *testing.T) {
 				}()
 			}
 			wg.Wait()
+			if tc.claimed {
+				close(gate)
+			}
 			deadline := time.Now().Add(30 * time.Second)
 			for got.Load() < batches*per && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)

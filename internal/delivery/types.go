@@ -85,10 +85,21 @@ type Lease struct {
 	// hold; Ingest leases no more than that and leaves the rest to pollers.
 	// A negative Room means the webhook itself is saturated on this node.
 	Room func(webhookID string) int
-	// Defer is how long the rows of a saturated webhook (negative Room)
+	// Defer is how long the rows of a stalled webhook (negative Room)
 	// wait before pollers look at them: due at once, they would only be
 	// stepped over by every claim while that webhook has no room.
 	Defer time.Duration
+	// DeferFor, when set, gives each stalled webhook its own deferral
+	// instead of Defer (longer the longer it has been stalled).
+	DeferFor func(webhookID string) time.Duration
+}
+
+// Deferral is how long a stalled webhook's rows are pushed ahead.
+func (l Lease) Deferral(webhookID string) time.Duration {
+	if l.DeferFor != nil {
+		return l.DeferFor(webhookID)
+	}
+	return l.Defer
 }
 
 // Disabled is a webhook the engine switched off.

@@ -259,7 +259,7 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 		if j.Leased, j.Deferred = leased(j.WebhookID); j.Leased {
 			owner, next = lease.Owner, ms(lease.Until)
 		} else if j.Deferred {
-			next = ms(now.Add(lease.Defer))
+			next = ms(now.Add(lease.Deferral(j.WebhookID)))
 		}
 		return owner, next
 	}
@@ -346,7 +346,8 @@ func (s *DB) claimWindow(ctx context.Context, lease delivery.Lease, limit int, s
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
-		var take, later []any
+		var take []any
+		later := map[string][]any{} // stalled webhook -> its rows met
 		n := 0
 		for rows.Next() {
 			var id, hook string
@@ -355,8 +356,9 @@ func (s *DB) claimWindow(ctx context.Context, lease delivery.Lease, limit int, s
 				return err
 			}
 			n++
-			if stalled[hook] && lease.Defer > 0 {
-				later = append(later, id)
+			if stalled[hook] && lease.Deferral(hook) > 0 {
+				later[hook] = append(later[hook], id)
+				deferred++
 			} else if len(take) < limit {
 				take = append(take, id)
 			}
@@ -364,13 +366,13 @@ func (s *DB) claimWindow(ctx context.Context, lease delivery.Lease, limit int, s
 		if err := rows.Close(); err != nil {
 			return err
 		}
-		full, deferred = n == window, len(later)
-		if len(later) > 0 {
-			q := s.bulk(len(later) + 1)
+		full = n == window
+		for hook, ids := range later {
+			q := s.bulk(len(ids) + 1)
 			q.WriteString(`UPDATE whatsapp_webhook_events SET next_attempt_at = `)
-			q.arg(now + lease.Defer.Milliseconds())
+			q.arg(now + lease.Deferral(hook).Milliseconds())
 			q.WriteString(` WHERE id IN `)
-			q.row(true, later...)
+			q.row(true, ids...)
 			if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
 				return fmt.Errorf("defer rows: %w", err)
 			}
