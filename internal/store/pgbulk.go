@@ -11,11 +11,12 @@ import (
 )
 
 // PostgreSQL's bulk statements bind one array per column and unnest them.
-// A multi-row VALUES list is a new statement text for every row count, with
-// up to 2,800 parameters that PostgreSQL parses, analyses and plans again
-// in every transaction; these texts are constant, so pgx prepares each once
-// per connection and PostgreSQL reuses the plan. Arrays have no parameter
-// limit either: pgChunk only bounds a statement's size.
+// A multi-row VALUES list has a statement text per row count, so each new
+// batch size is parsed, analysed and planned again (and takes a slot in
+// pgx's per-connection statement cache), and every execution binds up to
+// 2,800 parameters one by one. These texts are constant: pgx prepares each
+// once per connection, and an execution binds a handful of arrays. Arrays
+// have no parameter limit either: pgChunk only bounds a statement's size.
 
 // pgChunk bounds rows per array statement. Ingest's batches are cut at
 // pgChunk too, which keeps its media references (a VALUES list of 7
