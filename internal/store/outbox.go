@@ -75,11 +75,12 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 	stored := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		jobs, stored = jobs[:0], 0
-		if err := lockTarget(ctx, tx, s.dialect, t); err != nil {
+		hooks, err := lockTarget(ctx, tx, s.dialect, t)
+		if err != nil {
 			return err
 		}
-		hooks, err := fanoutHooks(ctx, tx, t)
-		if err != nil {
+		if s.dialect == Postgres {
+			jobs, stored, err = s.pgIngest(ctx, tx, t, evs, hooks, lease, now)
 			return err
 		}
 		step := chunk
@@ -118,13 +119,13 @@ func (s *DB) Ingest(ctx context.Context, t delivery.Target, evs []delivery.NewEv
 	return stored, jobs, nil
 }
 
-// lockTarget checks that the client and the session of t still exist, so
-// that an ingest racing their deletion fails as not found and stores
-// nothing. On PostgreSQL, which no longer checks events' foreign keys (see
-// migration 0007), it also locks both rows (FOR KEY SHARE) until commit:
-// DeleteClient and DeleteSession wait for this transaction, then delete
-// what it stored.
-func lockTarget(ctx context.Context, tx *sql.Tx, dialect string, t delivery.Target) error {
+// lockTarget checks that the client and the session of t still exist and,
+// on PostgreSQL, locks them (FOR KEY SHARE, what their foreign keys did
+// before migration 0007) until commit, so that deleting either waits for
+// this transaction and then deletes what it stored. In the same round trip
+// it lists the webhooks the events go to (as FanoutWebhooks): one query
+// less per inbound batch, whose latency is mostly round trips.
+func lockTarget(ctx context.Context, tx *sql.Tx, dialect string, t delivery.Target) ([]webhooks.Webhook, error) {
 	lock := ""
 	if dialect == Postgres {
 		lock = " FOR KEY SHARE"
@@ -133,18 +134,48 @@ func lockTarget(ctx context.Context, tx *sql.Tx, dialect string, t delivery.Targ
 	if t.SessionID != "" {
 		session = t.SessionID
 	}
-	var client, sess sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT (SELECT 1 FROM clients WHERE id = $1`+lock+`),
-		(SELECT 1 FROM whatsapp_connections WHERE id = $2`+lock+`)`, t.ClientID, session).Scan(&client, &sess)
-	switch {
-	case err != nil:
-		return fmt.Errorf("check client and session: %w", err)
-	case !client.Valid:
-		return errs.E(errs.NotFound, "client not found")
-	case session != nil && !sess.Valid:
-		return errs.E(errs.NotFound, "session not found")
+	q := `SELECT l.client, l.session, w.id, w.phone_number, w.events
+		FROM (SELECT (SELECT 1 FROM clients WHERE id = $1` + lock + `) AS client,
+			(SELECT 1 FROM whatsapp_connections WHERE id = $2` + lock + `) AS session) l
+		LEFT JOIN webhooks w ON w.client_id = $1 AND w.active = $3`
+	args := []any{t.ClientID, session, true}
+	if t.WebhookID != "" {
+		q += ` AND w.id = $4`
+		args = append(args, t.WebhookID)
 	}
-	return nil
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("check client and session: %w", err)
+	}
+	defer rows.Close()
+	var out []webhooks.Webhook
+	var client, sess sql.NullInt64
+	for rows.Next() {
+		var id, phone, evs sql.NullString
+		if err := rows.Scan(&client, &sess, &id, &phone, &evs); err != nil {
+			return nil, err
+		}
+		if !id.Valid {
+			continue // no webhook: the one row says only whether the targets exist
+		}
+		h, ok, err := fanoutHook(t, id.String, phone.String, evs.String)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, h)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	switch {
+	case !client.Valid:
+		return nil, errs.E(errs.NotFound, "client not found")
+	case session != nil && !sess.Valid:
+		return nil, errs.E(errs.NotFound, "session not found")
+	}
+	return out, nil
 }
 
 // insertEvents inserts part, skipping the events whose (session, dedupe
@@ -210,24 +241,63 @@ func fanoutHooks(ctx context.Context, db querier, t delivery.Target) ([]webhooks
 	defer rows.Close()
 	var out []webhooks.Webhook
 	for rows.Next() {
-		var h webhooks.Webhook
-		var evs string
-		if err := rows.Scan(&h.ID, &h.PhoneNumber, &evs); err != nil {
+		var id, phone, evs string
+		if err := rows.Scan(&id, &phone, &evs); err != nil {
 			return nil, err
 		}
-		if t.WebhookID != "" {
-			h.Events = []string{"*"} // a test event goes to the webhook it names
-		} else if !h.MatchesPhone(t.PhoneNumber) {
-			continue
-		} else if err := json.Unmarshal([]byte(evs), &h.Events); err != nil {
-			return nil, fmt.Errorf("webhook %s events: %w", h.ID, err)
+		h, ok, err := fanoutHook(t, id, phone, evs)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, h)
+		if ok {
+			out = append(out, h)
+		}
 	}
 	return out, rows.Err()
 }
 
+// fanoutHook builds a fan-out webhook from its row, and reports whether
+// events of t go to it (its phone number matches).
+func fanoutHook(t delivery.Target, id, phone, evs string) (webhooks.Webhook, bool, error) {
+	h := webhooks.Webhook{ID: id, PhoneNumber: phone}
+	if t.WebhookID != "" {
+		h.Events = []string{"*"} // a test event goes to the webhook it names
+		return h, true, nil
+	}
+	if !h.MatchesPhone(t.PhoneNumber) {
+		return h, false, nil
+	}
+	if err := json.Unmarshal([]byte(evs), &h.Events); err != nil {
+		return h, false, fmt.Errorf("webhook %s events: %w", h.ID, err)
+	}
+	return h, true, nil
+}
+
 func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, lease delivery.Lease, now time.Time) error {
+	place, at := placer(lease, now), ms(now)
+	if s.dialect == Postgres {
+		return s.pgInsertJobs(ctx, tx, jobs, place, at)
+	}
+	for start := 0; start < len(jobs); start += chunk {
+		part := jobs[start:min(start+chunk, len(jobs))]
+		q := s.bulk(len(part) * 10)
+		q.WriteString(`INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
+			next_attempt_at, lease_owner, created_at, updated_at) VALUES `)
+		for i := range part {
+			j := &part[i]
+			owner, next := place(j)
+			q.row(i == 0, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID, "pending", next, owner, at, at)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
+			return fmt.Errorf("insert outbox rows: %w", err)
+		}
+	}
+	return nil
+}
+
+// placer returns the function that decides one new outbox row's
+// lease_owner and next_attempt_at, and marks its job leased or deferred.
+func placer(lease delivery.Lease, now time.Time) func(*delivery.Job) (string, int64) {
 	// A job the caller has room for is leased: due when the lease ends.
 	// A saturated webhook's rows (negative room) are deferred.
 	room := map[string]int{}
@@ -253,8 +323,7 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 		return true, false
 	}
 	at := ms(now)
-	// place decides one new row's lease_owner and next_attempt_at.
-	place := func(j *delivery.Job) (string, int64) {
+	return func(j *delivery.Job) (string, int64) {
 		owner, next := "", at
 		if j.Leased, j.Deferred = leased(j.WebhookID); j.Leased {
 			owner, next = lease.Owner, ms(lease.Until)
@@ -263,24 +332,6 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 		}
 		return owner, next
 	}
-	if s.dialect == Postgres {
-		return s.pgInsertJobs(ctx, tx, jobs, place, at)
-	}
-	for start := 0; start < len(jobs); start += chunk {
-		part := jobs[start:min(start+chunk, len(jobs))]
-		q := s.bulk(len(part) * 10)
-		q.WriteString(`INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
-			next_attempt_at, lease_owner, created_at, updated_at) VALUES `)
-		for i := range part {
-			j := &part[i]
-			owner, next := place(j)
-			q.row(i == 0, j.ID, j.EventID, j.WebhookID, j.EventType, j.ClientID, "pending", next, owner, at, at)
-		}
-		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
-			return fmt.Errorf("insert outbox rows: %w", err)
-		}
-	}
-	return nil
 }
 
 // Claim leases up to limit due rows of active webhooks to lease.Owner,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/internal/delivery"
+	"github.com/wagate/wagate/internal/webhooks"
 )
 
 // PostgreSQL's bulk statements bind one array per column and unnest them.
@@ -149,4 +150,92 @@ func (s *DB) pgInsertAttempts(ctx context.Context, tx *sql.Tx, done []delivery.R
 		}
 	}
 	return nil
+}
+
+// pgIngestSQL stores events and their outbox rows in one statement, one
+// round trip: an inbound batch's latency on PostgreSQL is mostly round
+// trips. Outbox rows are written only for the events actually inserted
+// (not the duplicates ON CONFLICT skipped) and, as in pgInsertJobsSQL, only
+// for webhooks that still exist, which stay locked until commit.
+const pgIngestSQL = `WITH ev AS (
+		INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at)
+		SELECT v.id, $1::bigint, $2::text, v.event_type, v.dedupe_key, v.payload, v.created_at
+		FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) AS v(id, event_type, dedupe_key, payload, created_at)
+		ON CONFLICT DO NOTHING RETURNING id
+	), jb AS (
+		INSERT INTO whatsapp_webhook_events (id, event_id, webhook_id, event_type, client_id, status,
+			next_attempt_at, lease_owner, created_at, updated_at)
+		SELECT j.id, j.event_id, j.webhook_id, j.event_type, $1::bigint, 'pending', j.next_attempt_at, j.lease_owner, $13::bigint, $13::bigint
+		FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $14::text[])
+			AS j(id, event_id, webhook_id, event_type, next_attempt_at, lease_owner)
+		WHERE j.event_id IN (SELECT id FROM ev)
+			AND j.webhook_id IN (SELECT id FROM webhooks WHERE id = ANY($15::text[]) FOR KEY SHARE)
+	)
+	SELECT id FROM ev`
+
+// pgIngest is Ingest's body on PostgreSQL: the jobs of every event are
+// built, and leased, before the insert tells which events were new; the
+// jobs of duplicates are dropped afterwards (their lease went unused).
+func (s *DB) pgIngest(ctx context.Context, tx *sql.Tx, t delivery.Target, evs []delivery.NewEvent, hooks []webhooks.Webhook,
+	lease delivery.Lease, now time.Time) ([]delivery.Job, int, error) {
+	place, at := placer(lease, now), ms(now)
+	var jobs []delivery.Job
+	stored := 0
+	for start := 0; start < len(evs); start += pgChunk {
+		part := evs[start:min(start+pgChunk, len(evs))]
+		_, evArgs := pgInsertEvents(t, part)
+		var cand []delivery.Job
+		for _, ev := range part {
+			for _, h := range hooks {
+				if h.Matches(ev.Type) {
+					cand = append(cand, delivery.Job{
+						ID: s.ids.New(now), EventID: ev.ID, WebhookID: h.ID, ClientID: t.ClientID,
+						EventType: ev.Type, Payload: ev.Payload, CreatedAt: ev.CreatedAt,
+					})
+				}
+			}
+		}
+		ids := make([]string, len(cand))
+		eventIDs := make([]string, len(cand))
+		hookIDs := make([]string, len(cand))
+		types := make([]string, len(cand))
+		next := make([]int64, len(cand))
+		owners := make([]string, len(cand))
+		for i := range cand {
+			j := &cand[i]
+			owners[i], next[i] = place(j)
+			ids[i], eventIDs[i], hookIDs[i], types[i] = j.ID, j.EventID, j.WebhookID, j.EventType
+		}
+		distinct := make([]string, 0, len(hooks))
+		for _, h := range hooks {
+			distinct = append(distinct, h.ID)
+		}
+		args := append(evArgs, ids, eventIDs, hookIDs, types, next, at, owners, distinct)
+		rows, err := tx.QueryContext(ctx, pgIngestSQL, args...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("insert events: %w", err)
+		}
+		inserted := make(map[string]bool, len(part))
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, 0, err
+			}
+			inserted[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, 0, err
+		}
+		stored += len(inserted)
+		if err := s.insertMediaRefs(ctx, tx, t.SessionID, part, inserted); err != nil {
+			return nil, 0, err
+		}
+		for _, j := range cand {
+			if inserted[j.EventID] {
+				jobs = append(jobs, j)
+			}
+		}
+	}
+	return jobs, stored, nil
 }
