@@ -38,7 +38,13 @@ var migrationsFS embed.FS
 
 // DB is the store. Safe for concurrent use.
 type DB struct {
-	db      *sql.DB
+	db *sql.DB
+	// wdb runs the write transactions. On SQLite it is one connection of
+	// its own: writes are serialised anyway (writeMu), and a connection
+	// that only this node's writer uses keeps its page cache, which SQLite
+	// drops whenever another connection has written since. On PostgreSQL
+	// it is db.
+	wdb     *sql.DB
 	dialect string
 	log     *slog.Logger
 	now     func() time.Time
@@ -111,9 +117,19 @@ func Open(ctx context.Context, databaseURL, dataDir string, log *slog.Logger, op
 		s.db.SetMaxOpenConns(n)
 		s.db.SetMaxIdleConns(n)
 		s.db.SetConnMaxLifetime(0)
+		if s.wdb, err = sql.Open("sqlite", dsn); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		s.wdb.SetMaxOpenConns(1)
+		s.wdb.SetMaxIdleConns(1)
+		s.wdb.SetConnMaxLifetime(0)
+	}
+	if s.wdb == nil {
+		s.wdb = s.db
 	}
 	if err := s.db.PingContext(ctx); err != nil {
-		s.db.Close()
+		s.Close()
 		return nil, fmt.Errorf("connect to %s: %w", s.dialect, err)
 	}
 	if s.dialect == SQLite {
@@ -137,6 +153,9 @@ func (s *DB) Close() error {
 		if err != nil {
 			s.log.Warn("final WAL checkpoint failed", "err", err)
 		}
+	}
+	if s.wdb != nil && s.wdb != s.db {
+		s.wdb.Close()
 	}
 	return s.db.Close()
 }
@@ -326,7 +345,7 @@ func (s *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -343,7 +362,7 @@ func (s *DB) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
 	}
-	return s.db.ExecContext(ctx, q, args...)
+	return s.wdb.ExecContext(ctx, q, args...)
 }
 
 // ms converts a time to the stored unix milliseconds.

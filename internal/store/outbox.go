@@ -178,31 +178,25 @@ func lockTarget(ctx context.Context, tx *sql.Tx, dialect string, t delivery.Targ
 	return out, nil
 }
 
-// insertEvents inserts part, skipping the events whose (session, dedupe
-// key) is already stored, and returns the ids it inserted.
+// insertEvents inserts part (on SQLite; PostgreSQL has pgIngest), skipping
+// the events whose (session, dedupe key) is already stored, and returns the
+// ids it inserted.
 func (s *DB) insertEvents(ctx context.Context, tx *sql.Tx, t delivery.Target, part []delivery.NewEvent) (map[string]bool, error) {
-	var q string
-	var args []any
-	if s.dialect == Postgres {
-		q, args = pgInsertEvents(t, part)
-	} else {
-		var session any
-		if t.SessionID != "" {
-			session = t.SessionID
-		}
-		b := s.bulk(len(part) * 7)
-		b.WriteString(`INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at) VALUES `)
-		for i, ev := range part {
-			var key any
-			if ev.DedupeKey != "" {
-				key = ev.DedupeKey
-			}
-			b.row(i == 0, ev.ID, t.ClientID, session, ev.Type, key, string(ev.Payload), ms(ev.CreatedAt))
-		}
-		b.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
-		q, args = b.String(), b.args
+	var session any
+	if t.SessionID != "" {
+		session = t.SessionID
 	}
-	rows, err := tx.QueryContext(ctx, q, args...)
+	b := s.bulk(len(part) * 7)
+	b.WriteString(`INSERT INTO events (id, client_id, session_id, event_type, dedupe_key, payload, created_at) VALUES `)
+	for i, ev := range part {
+		var key any
+		if ev.DedupeKey != "" {
+			key = ev.DedupeKey
+		}
+		b.row(i == 0, ev.ID, t.ClientID, session, ev.Type, key, string(ev.Payload), ms(ev.CreatedAt))
+	}
+	b.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
+	rows, err := tx.QueryContext(ctx, b.String(), b.args...)
 	if err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
@@ -275,9 +269,6 @@ func fanoutHook(t delivery.Target, id, phone, evs string) (webhooks.Webhook, boo
 
 func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, lease delivery.Lease, now time.Time) error {
 	place, at := placer(lease, now), ms(now)
-	if s.dialect == Postgres {
-		return s.pgInsertJobs(ctx, tx, jobs, place, at)
-	}
 	for start := 0; start < len(jobs); start += chunk {
 		part := jobs[start:min(start+chunk, len(jobs))]
 		q := s.bulk(len(part) * 10)
@@ -556,16 +547,36 @@ func (s *DB) Complete(ctx context.Context, results []delivery.Result, minFailure
 				t.disableReason = r.DisableReason
 			}
 		}
-		if err := s.updateRows(ctx, tx, done, now); err != nil {
-			return err
-		}
-		if err := s.insertAttempts(ctx, tx, done); err != nil {
-			return err
+		if s.dialect == Postgres {
+			if err := s.pgComplete(ctx, tx, done, now); err != nil {
+				return err
+			}
+		} else {
+			if err := s.updateRows(ctx, tx, done, now); err != nil {
+				return err
+			}
+			if err := s.insertAttempts(ctx, tx, done); err != nil {
+				return err
+			}
 		}
 		if err := s.releaseRows(ctx, tx, released); err != nil {
 			return err
 		}
+		// Webhooks with only successes in the batch, the usual case, have
+		// their streaks cleared in one statement.
+		var ok []any
 		for _, id := range order {
+			if t := tally[id]; t.failures == 0 && t.disableReason == "" {
+				ok = append(ok, id)
+			}
+		}
+		if err := s.clearStreaks(ctx, tx, ok); err != nil {
+			return err
+		}
+		for _, id := range order {
+			if t := tally[id]; t.failures == 0 && t.disableReason == "" {
+				continue
+			}
 			d, err := s.updateStreak(ctx, tx, id, tally[id], now, minFailures, disableAfter)
 			if err != nil {
 				return err
@@ -593,9 +604,6 @@ func rowUpdate(r delivery.Result) (status string, next int64, delivered sql.Null
 }
 
 func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result, now time.Time) error {
-	if s.dialect == Postgres {
-		return s.pgUpdateRows(ctx, tx, done, now)
-	}
 	// In-process, a prepared single-row UPDATE per result costs a few
 	// microseconds, less than SQLite's UPDATE ... FROM (VALUES) join.
 	st, err := tx.PrepareContext(ctx, `UPDATE whatsapp_webhook_events SET status = ?, attempts = attempts + 1,
@@ -616,9 +624,6 @@ func (s *DB) updateRows(ctx context.Context, tx *sql.Tx, done []delivery.Result,
 }
 
 func (s *DB) insertAttempts(ctx context.Context, tx *sql.Tx, done []delivery.Result) error {
-	if s.dialect == Postgres {
-		return s.pgInsertAttempts(ctx, tx, done)
-	}
 	for start := 0; start < len(done); start += chunk {
 		part := done[start:min(start+chunk, len(done))]
 		q := s.bulk(len(part) * 7)
@@ -634,29 +639,16 @@ func (s *DB) insertAttempts(ctx context.Context, tx *sql.Tx, done []delivery.Res
 	return nil
 }
 
-// insertAttemptsChecked inserts attempts, falling back to one at a time when
-// the batch trips a foreign key because some rows were deleted meanwhile.
+// insertAttemptsChecked inserts attempts (on SQLite; PostgreSQL has
+// pgComplete), falling back to one at a time when the batch trips a
+// foreign key because some rows were deleted meanwhile.
 func (s *DB) insertAttemptsChecked(ctx context.Context, tx *sql.Tx, q string, args []any, part []delivery.Result) error {
-	sp := s.dialect == Postgres
-	if sp {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT attempts`); err != nil {
-			return err
-		}
-	}
 	_, err := tx.ExecContext(ctx, q, args...)
 	if err == nil {
-		if sp {
-			_, err = tx.ExecContext(ctx, `RELEASE SAVEPOINT attempts`)
-		}
-		return err
+		return nil
 	}
 	if !isForeignKeyViolation(err) {
 		return fmt.Errorf("insert attempts: %w", err)
-	}
-	if sp {
-		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT attempts`); err != nil {
-			return err
-		}
 	}
 	for _, r := range part {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_attempts (webhook_event_id, attempt, started_at, duration_ms, status_code, response_body, error)
@@ -688,6 +680,21 @@ func (s *DB) releaseRows(ctx context.Context, tx *sql.Tx, released []delivery.Re
 		q.row(true, ids...)
 		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
 			return fmt.Errorf("release rows: %w", err)
+		}
+	}
+	return nil
+}
+
+// clearStreaks resets the failure streaks of webhooks that just succeeded.
+func (s *DB) clearStreaks(ctx context.Context, tx *sql.Tx, ids []any) error {
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		q := s.bulk(len(part))
+		q.WriteString(`UPDATE webhooks SET consecutive_failures = 0, failing_since = NULL
+			WHERE (consecutive_failures <> 0 OR failing_since IS NOT NULL) AND id IN `)
+		q.row(true, part...)
+		if _, err := tx.ExecContext(ctx, q.String(), q.args...); err != nil {
+			return fmt.Errorf("update webhook streaks: %w", err)
 		}
 	}
 	return nil
