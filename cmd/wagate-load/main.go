@@ -18,6 +18,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +54,7 @@ Flags:
 // options are the command-line flags.
 type options struct {
 	modes        []string
+	procs        int
 	url          string
 	adminToken   string
 	metricsToken string
@@ -144,6 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.mutexProfile, "mutexprofile", "", "write a mutex contention profile of the injection and drain (in-process modes only)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp data dirs, fresh databases and --url clients after the run")
 	fs.BoolVar(&o.verbose, "v", false, "log progress to stderr")
+	fs.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of the load tool (injector and receiver); default 1 when every mode runs wagate in its own process (spawn, url), so that the tool competes with it as one runnable thread rather than two, else the CPU count")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -181,6 +185,9 @@ func inProcess(mode string) bool {
 }
 
 func (o *options) validate() error {
+	if o.procs < 0 {
+		return errors.New("--procs must be 0 (automatic) or more")
+	}
 	for _, m := range o.modes {
 		switch m {
 		case modeSpawn, modeInProcess, modeHarness, modeNoDurable:
@@ -264,6 +271,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wagate-load: %v\n", err)
 		return 2
 	}
+	procs := o.procs
+	if procs == 0 {
+		procs = runtime.NumCPU()
+		if !slices.ContainsFunc(o.modes, inProcess) {
+			procs = 1
+		}
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 	rep, err := measure(ctx, o, newLogger(stderr, o.verbose))
 	if rep != nil {
 		if o.json {

@@ -143,12 +143,14 @@ type settings struct {
 	Pending            int      `json:"pending"`
 	ServerEnv          []string `json:"server_env,omitempty"`
 	Repeat             int      `json:"repeat"`
+	ToolProcs          int      `json:"tool_gomaxprocs"`
 }
 
 func settingsOf(o *options) settings {
 	s := settings{Modes: o.modes, DB: o.db, Sessions: o.sessions, WebhooksPerSession: o.webhooksPerSession,
 		Rate: o.rate, Events: o.events, Warmup: o.warmup.String(), Concurrency: o.concurrency, Batch: o.batch,
-		ContentSize: o.contentSize, HangWebhooks: o.hangWebhooks, Pending: o.pending, ServerEnv: o.serverEnv, Repeat: o.repeat}
+		ContentSize: o.contentSize, HangWebhooks: o.hangWebhooks, Pending: o.pending, ServerEnv: o.serverEnv, Repeat: o.repeat,
+		ToolProcs: runtime.GOMAXPROCS(0)}
 	if o.events == 0 {
 		s.Duration = o.duration.String()
 	}
@@ -249,6 +251,7 @@ func (rep *report) writeText(w io.Writer) {
 	if len(s.ServerEnv) > 0 {
 		fmt.Fprintf(w, "; server env %s", strings.Join(s.ServerEnv, " "))
 	}
+	fmt.Fprintf(w, "; load tool GOMAXPROCS %d", s.ToolProcs)
 	fmt.Fprintln(w)
 	for _, r := range rep.Runs {
 		r.writeText(w)
