@@ -199,22 +199,6 @@ func envelopeError(status int, body []byte) string {
 	return ""
 }
 
-// expectError checks a response is the error envelope with this status.
-func expectError(t testing.TB, r response, status int, code string) map[string]any {
-	t.Helper()
-	if r.Status != status {
-		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
-	}
-	if msg := envelopeError(status, r.Body); msg != "" {
-		t.Fatalf("not the error envelope: %s", msg)
-	}
-	m := r.json(t)
-	if code != "" && m["code"] != code {
-		t.Fatalf("code %v, want %s: %s", m["code"], code, r.Body)
-	}
-	return m
-}
-
 func getJSON(t testing.TB, c apiClient, path string) map[string]any {
 	t.Helper()
 	r := c.do("GET", path, nil)

@@ -746,13 +746,14 @@ func (m *Manager) Reconnect(ctx context.Context, clientID int64, id string) (Con
 
 // Logout unlinks a session from the phone; it must be paired again.
 func (m *Manager) Logout(ctx context.Context, clientID int64, id string) (Info, error) {
-	s, err := m.owned(ctx, clientID, id)
-	if err != nil {
+	if _, err := m.owned(ctx, clientID, id); err != nil {
 		return Info{}, err
 	}
 	unlock := m.locks.Lock(id)
 	defer unlock()
-	if s, err = m.store.GetSession(ctx, id); err != nil {
+	// Read again under the lock: the state may have changed meanwhile.
+	s, err := m.store.GetSession(ctx, id)
+	if err != nil {
 		return Info{}, err
 	}
 	if err := m.logoutLocked(ctx, s); err != nil {
@@ -800,13 +801,13 @@ func (m *Manager) logoutLocked(ctx context.Context, s Session) error {
 
 // Delete logs a session out (best effort), stops it and deletes its row.
 func (m *Manager) Delete(ctx context.Context, clientID int64, id string) error {
-	s, err := m.owned(ctx, clientID, id)
-	if err != nil {
+	if _, err := m.owned(ctx, clientID, id); err != nil {
 		return err
 	}
 	unlock := m.locks.Lock(id)
 	defer unlock()
-	if s, err = m.store.GetSession(ctx, id); err != nil {
+	s, err := m.store.GetSession(ctx, id)
+	if err != nil {
 		return err
 	}
 	m.logoutBestEffort(ctx, s)
