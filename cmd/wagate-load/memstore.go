@@ -62,27 +62,8 @@ func (m *memStore) Ingest(ctx context.Context, t delivery.Target, evs []delivery
 		return 0, nil, err
 	}
 	now := m.now()
-	// As store.DB: a job the caller has room for is leased, the rest wait
-	// for the pollers.
-	// A stalled webhook's rows (negative room) are deferred.
-	room := map[string]int{}
-	leased := func(webhookID string) (bool, bool) {
-		if lease.Owner == "" {
-			return false, false
-		}
-		if lease.Room == nil {
-			return true, false
-		}
-		n, ok := room[webhookID]
-		if !ok {
-			n = lease.Room(webhookID)
-		}
-		if n < 0 {
-			return false, true
-		}
-		room[webhookID] = max(n-1, 0)
-		return n > 0, false
-	}
+	// As store.DB: leased, deferred or due by the lease's rule.
+	leased := lease.Placer()
 	var jobs []delivery.Job
 	m.mu.Lock()
 	defer m.mu.Unlock()

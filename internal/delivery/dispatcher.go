@@ -49,11 +49,11 @@ func newDispatcher(perHook, parkLimit, capacity int) *dispatcher {
 }
 
 // waitRoom waits until n more jobs fit (at most the capacity), the context
-// ends or max passes, and reports whether they fit. Publishers call it
+// ends or limit passes, and reports whether they fit. Publishers call it
 // before storing a batch, so that a burst the workers cannot keep up with
 // is slowed at the door instead of being stored unleased and read back by
 // the pollers, which costs the database a second write of every row.
-func (d *dispatcher) waitRoom(ctx context.Context, n int, max time.Duration) bool {
+func (d *dispatcher) waitRoom(ctx context.Context, n int, limit time.Duration) bool {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -73,7 +73,7 @@ func (d *dispatcher) waitRoom(ctx context.Context, n int, max time.Duration) boo
 		ch := d.freed
 		d.mu.Unlock()
 		if timer == nil {
-			timer = time.NewTimer(max)
+			timer = time.NewTimer(limit)
 		}
 		select {
 		case <-ch:

@@ -94,6 +94,31 @@ type Lease struct {
 	DeferFor func(webhookID string) time.Duration
 }
 
+// Placer returns the rule that places a store's new rows one job at a
+// time: leased while Room has space for the job's webhook (asked once per
+// webhook), deferred when its webhook is stalled (negative Room), else left
+// due for the pollers. Without an Owner nothing is leased.
+func (l Lease) Placer() func(webhookID string) (leased, deferred bool) {
+	room := map[string]int{}
+	return func(webhookID string) (bool, bool) {
+		if l.Owner == "" {
+			return false, false
+		}
+		if l.Room == nil {
+			return true, false
+		}
+		n, ok := room[webhookID]
+		if !ok {
+			n = l.Room(webhookID)
+		}
+		if n < 0 {
+			return false, true
+		}
+		room[webhookID] = max(n-1, 0)
+		return n > 0, false
+	}
+}
+
 // Deferral is how long a stalled webhook's rows are pushed ahead.
 func (l Lease) Deferral(webhookID string) time.Duration {
 	if l.DeferFor != nil {

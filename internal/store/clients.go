@@ -71,18 +71,25 @@ func (s *DB) GetClient(ctx context.Context, id int64) (clients.Client, error) {
 // holds it FOR KEY SHARE) commits before the children are deleted, and a
 // later one finds no client.
 func (s *DB) DeleteClient(ctx context.Context, id int64) error {
+	return s.deleteLocked(ctx, "client", `SELECT 1 FROM clients WHERE id = $1`, []any{id}, id,
+		`DELETE FROM whatsapp_webhook_events WHERE webhook_id IN (SELECT id FROM webhooks WHERE client_id = $1)`,
+		`DELETE FROM events WHERE client_id = $1`,
+		`DELETE FROM webhooks WHERE client_id = $1`,
+		`DELETE FROM whatsapp_connections WHERE client_id = $1`,
+		`DELETE FROM clients WHERE id = $1`)
+}
+
+// deleteLocked runs a delete path in one transaction: it first locks the
+// row that lock selects with lockArgs (FOR UPDATE on PostgreSQL), so that
+// an ingest holding it FOR KEY SHARE commits before its rows are deleted,
+// then runs stmts with id. A missing row is NotFound, naming what.
+func (s *DB) deleteLocked(ctx context.Context, what, lock string, lockArgs []any, id any, stmts ...string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var one int
-		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = $1`+s.forUpdate(), id).Scan(&one); err != nil {
-			return notFound(err, "client")
+		if err := tx.QueryRowContext(ctx, lock+s.forUpdate(), lockArgs...).Scan(&one); err != nil {
+			return notFound(err, what)
 		}
-		for _, q := range []string{
-			`DELETE FROM whatsapp_webhook_events WHERE webhook_id IN (SELECT id FROM webhooks WHERE client_id = $1)`,
-			`DELETE FROM events WHERE client_id = $1`,
-			`DELETE FROM webhooks WHERE client_id = $1`,
-			`DELETE FROM whatsapp_connections WHERE client_id = $1`,
-			`DELETE FROM clients WHERE id = $1`,
-		} {
+		for _, q := range stmts {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return err
 			}

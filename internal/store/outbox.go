@@ -289,31 +289,8 @@ func (s *DB) insertJobs(ctx context.Context, tx *sql.Tx, jobs []delivery.Job, le
 // placer returns the function that decides one new outbox row's
 // lease_owner and next_attempt_at, and marks its job leased or deferred.
 func placer(lease delivery.Lease, now time.Time) func(*delivery.Job) (string, int64) {
-	// A job the caller has room for is leased: due when the lease ends.
-	// A saturated webhook's rows (negative room) are deferred.
-	room := map[string]int{}
-	leased := func(webhookID string) (bool, bool) {
-		if lease.Owner == "" {
-			return false, false
-		}
-		if lease.Room == nil {
-			return true, false
-		}
-		n, ok := room[webhookID]
-		if !ok {
-			n = lease.Room(webhookID)
-		}
-		if n < 0 {
-			return false, true
-		}
-		if n == 0 {
-			room[webhookID] = 0
-			return false, false
-		}
-		room[webhookID] = n - 1
-		return true, false
-	}
-	at := ms(now)
+	// A leased row is due when the lease ends, a deferred one later.
+	leased, at := lease.Placer(), ms(now)
 	return func(j *delivery.Job) (string, int64) {
 		owner, next := "", at
 		if j.Leased, j.Deferred = leased(j.WebhookID); j.Leased {

@@ -175,22 +175,10 @@ func (s *DB) SetSessionState(ctx context.Context, id string, status sessions.Sta
 // KEY SHARE) commits before its events are deleted, and a later one finds
 // no session.
 func (s *DB) DeleteSession(ctx context.Context, id string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		var one int
-		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM whatsapp_connections WHERE id = $1`+s.forUpdate(), id).Scan(&one); err != nil {
-			return notFound(err, "session")
-		}
-		for _, q := range []string{
-			`DELETE FROM whatsapp_webhook_events WHERE event_id IN (SELECT id FROM events WHERE session_id = $1)`,
-			`DELETE FROM events WHERE session_id = $1`,
-			`DELETE FROM whatsapp_connections WHERE id = $1`,
-		} {
-			if _, err := tx.ExecContext(ctx, q, id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.deleteLocked(ctx, "session", `SELECT 1 FROM whatsapp_connections WHERE id = $1`, []any{id}, id,
+		`DELETE FROM whatsapp_webhook_events WHERE event_id IN (SELECT id FROM events WHERE session_id = $1)`,
+		`DELETE FROM events WHERE session_id = $1`,
+		`DELETE FROM whatsapp_connections WHERE id = $1`)
 }
 
 // ClaimOutbound takes an idempotency key of a session for one send. The

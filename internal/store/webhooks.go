@@ -179,18 +179,9 @@ func (s *DB) UpdateWebhook(ctx context.Context, clientID int64, id string, fn fu
 // rows are deleted, and a later one writes none. Events left without rows
 // go with Prune.
 func (s *DB) DeleteWebhook(ctx context.Context, clientID int64, id string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		var one int
-		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM webhooks WHERE id = $1 AND client_id = $2`+s.forUpdate(),
-			id, clientID).Scan(&one); err != nil {
-			return notFound(err, "webhook")
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM whatsapp_webhook_events WHERE webhook_id = $1`, id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM webhooks WHERE id = $1`, id)
-		return err
-	})
+	return s.deleteLocked(ctx, "webhook", `SELECT 1 FROM webhooks WHERE id = $1 AND client_id = $2`, []any{id, clientID}, id,
+		`DELETE FROM whatsapp_webhook_events WHERE webhook_id = $1`,
+		`DELETE FROM webhooks WHERE id = $1`)
 }
 
 // SetClientAlertURL sets (or, with "", clears) a client's alert webhook.
